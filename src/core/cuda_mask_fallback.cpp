@@ -1,0 +1,20 @@
+// CudaMaskBuilder for builds without the CUDA backend: every entry point says so.
+#include "dynamicrad/cuda_mask.h"
+
+#if !defined(DYNAMICRAD_WITH_CUDA)
+#include "dynamicrad/error.h"
+
+namespace dynamicrad {
+
+struct CudaMaskBuilder::State {};
+
+CudaMaskBuilder::CudaMaskBuilder(const RadialPrior&, std::int64_t, std::int64_t, std::int64_t) {
+  throw Error("device", "built without CUDA: the GPU mask builder is not available");
+}
+CudaMaskBuilder::~CudaMaskBuilder() = default;
+void CudaMaskBuilder::build(const ConstTensor&, const ConstTensor&, const SelectionParams&, void*) {}
+DeviceLayoutView CudaMaskBuilder::device_layout() const { return {}; }
+BlockLayout CudaMaskBuilder::download(void*) const { return {}; }
+
+}  // namespace dynamicrad
+#endif

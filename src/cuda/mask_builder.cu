@@ -1,0 +1,397 @@
+// GPU mask builder (cuda_mask.h): pooling, scoring, selection and CSR compaction on the device.
+//
+// Kernels, in launch order:
+//   pool_kernel     one CTA per (block, batch * head): each thread sums one element over the block's
+//                   tokens in ascending order (the CPU's order), then multiplies by 1.0f / tokens;
+//   select_kernel   one CTA per layout row: scores of the prior row, then the static-ratio ranks or
+//                   the dynamic-threshold masses, writing a keep flag per prior entry and the row's count;
+//   a CUB inclusive scan of the counts into row_offsets[1..];
+//   compact_kernel  one warp per row: writes the kept column indices in ascending order.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cub/device/device_scan.cuh>
+
+#include <cmath>
+#include <vector>
+
+#include "cuda/cuda_check.cuh"
+#include "dynamicrad/cuda_mask.h"
+#include "dynamicrad/error.h"
+
+namespace dynamicrad {
+
+namespace {
+
+using cuda::check_cuda;
+
+constexpr int kPoolThreads = 128;
+constexpr int kSelectThreads = 128;
+constexpr int kWarp = 32;
+constexpr int kNonFiniteQ = 1;
+constexpr int kNonFiniteK = 2;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+// x: [batch, tokens, heads, dim]; out: [batch, heads, blocks, dim].
+template <class T>
+__global__ void pool_kernel(const T* __restrict__ x, std::int64_t tokens, std::int64_t heads, std::int64_t dim,
+                            std::int64_t blocks, int block_size, float* __restrict__ out, int* flags, int flag) {
+  const std::int64_t blk = blockIdx.x;
+  const std::int64_t bh = blockIdx.y;
+  const std::int64_t b = bh / heads, h = bh % heads;
+  const std::int64_t t0 = blk * block_size;
+  const int n = static_cast<int>(min(static_cast<std::int64_t>(block_size), tokens - t0));
+  const float inv = 1.0f / static_cast<float>(n);
+  const std::int64_t stride = heads * dim;
+  for (std::int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
+    const T* p = x + ((b * tokens + t0) * heads + h) * dim + d;
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int i = 0; i < n; ++i) acc += to_float(p[i * stride]);
+    acc *= inv;
+    out[(bh * blocks + blk) * dim + d] = acc;
+    if (!isfinite(acc)) atomicOr(flags, flag);
+  }
+}
+
+// select.h's block_score(): eight double lanes, fixed pairwise combination. Float products are exact
+// in double, so contraction into fma cannot change the result.
+__device__ double block_score(const float* q, const float* k, std::int64_t dim, double scale) {
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  std::int64_t i = 0;
+  for (; i + 8 <= dim; i += 8) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(q[i + j]) * static_cast<double>(k[i + j]);
+  }
+  for (int j = 0; i + j < dim; ++j) lanes[j] += static_cast<double>(q[i + j]) * static_cast<double>(k[i + j]);
+  return (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))) * scale;
+}
+
+struct SelectParams {
+  const std::int64_t* prior_offsets;  // [blocks + 1]
+  const std::int32_t* prior_cols;     // [prior size]
+  const std::uint8_t* prior_kinds;    // [prior size], BlockKind values
+  const float* block_tokens;          // [blocks]
+  const float* pooled_q;              // [batch * heads, blocks, dim]
+  const float* pooled_k;
+  std::int64_t blocks;
+  std::int64_t dim;
+  std::int64_t prior_size;
+  double scale;
+  int dynamic;  // 0: static-ratio, 1: dynamic-threshold
+  double r_near, r_far, tau_near, tau_far;
+  std::uint8_t* keep;    // [batch * heads, prior size]
+  std::int64_t* counts;  // [rows]
+};
+
+constexpr std::uint8_t kForced = static_cast<std::uint8_t>(BlockKind::forced);
+constexpr std::uint8_t kNear = static_cast<std::uint8_t>(BlockKind::near);
+
+// Dynamic shared memory: scores[n_max] and weights[n_max] (double).
+__global__ void select_kernel(SelectParams p) {
+  extern __shared__ double shared[];
+  const std::int64_t row = blockIdx.x;
+  const std::int64_t bh = row / p.blocks, r = row % p.blocks;
+  const std::int64_t begin = p.prior_offsets[r];
+  const int n = static_cast<int>(p.prior_offsets[r + 1] - begin);
+  double* scores = shared;
+  double* weights = shared + n;
+  __shared__ int near_count, far_count, kept_count;
+  __shared__ double row_max, denominator;
+  if (threadIdx.x == 0) {
+    near_count = far_count = kept_count = 0;
+    row_max = -INFINITY;
+  }
+  __syncthreads();
+
+  const float* q = p.pooled_q + (bh * p.blocks + r) * p.dim;
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const std::int32_t c = p.prior_cols[begin + i];
+    scores[i] = block_score(q, p.pooled_k + (bh * p.blocks + c) * p.dim, p.dim, p.scale);
+    const std::uint8_t kind = p.prior_kinds[begin + i];
+    if (kind == kNear) atomicAdd(&near_count, 1);
+    else if (kind != kForced) atomicAdd(&far_count, 1);
+  }
+  __syncthreads();
+
+  std::uint8_t* keep = p.keep + bh * p.prior_size + begin;
+  int kept = 0;
+  if (!p.dynamic) {
+    // Keep the top ceil(r * n) of each group: an entry's rank is the number of better entries of its
+    // group (higher score, ties to the lower column), the CPU's nth_element order.
+    const double nn = static_cast<double>(near_count), nf = static_cast<double>(far_count);
+    const int keep_near = static_cast<int>(fmin(nn, ceil(p.r_near * nn)));
+    const int keep_far = static_cast<int>(fmin(nf, ceil(p.r_far * nf)));
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const std::uint8_t kind = p.prior_kinds[begin + i];
+      bool take = kind == kForced;
+      if (!take) {
+        const std::int32_t c = p.prior_cols[begin + i];
+        int rank = 0;
+        for (int j = 0; j < n; ++j) {
+          if (p.prior_kinds[begin + j] != kind) continue;
+          const double s = scores[j];
+          rank += (s > scores[i] || (s == scores[i] && p.prior_cols[begin + j] < c)) ? 1 : 0;
+        }
+        take = rank < (kind == kNear ? keep_near : keep_far);
+      }
+      keep[i] = take ? 1 : 0;
+      kept += take ? 1 : 0;
+    }
+  } else {
+    double local_max = -INFINITY;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) local_max = fmax(local_max, scores[i]);
+    // The maximum is exact whatever the order; a CAS loop keeps it simple.
+    unsigned long long* as_bits = reinterpret_cast<unsigned long long*>(&row_max);
+    unsigned long long old = *as_bits;
+    while (local_max > __longlong_as_double(static_cast<long long>(old))) {
+      const unsigned long long seen = atomicCAS(as_bits, old, static_cast<unsigned long long>(__double_as_longlong(local_max)));
+      if (seen == old) break;
+      old = seen;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      weights[i] = static_cast<double>(p.block_tokens[p.prior_cols[begin + i]]) * exp(scores[i] - row_max);
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      double sum = 0.0;  // in entry order, as on the CPU
+      for (int i = 0; i < n; ++i) sum += weights[i];
+      denominator = sum;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < n; i += blockDim.x) {
+      const std::uint8_t kind = p.prior_kinds[begin + i];
+      const double tau = kind == kNear ? p.tau_near : p.tau_far;
+      const bool take = kind == kForced || weights[i] / denominator >= tau;
+      keep[i] = take ? 1 : 0;
+      kept += take ? 1 : 0;
+    }
+  }
+  atomicAdd(&kept_count, kept);
+  __syncthreads();
+  if (threadIdx.x == 0) p.counts[row] = kept_count;
+}
+
+// One warp per row: kept prior columns, in prior (ascending) order, at row_offsets[row].
+__global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int32_t* prior_cols,
+                               const std::uint8_t* keep_all, std::int64_t blocks, std::int64_t prior_size,
+                               const std::int64_t* row_offsets, std::int32_t* col_indices, std::int64_t rows) {
+  const std::int64_t row = static_cast<std::int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % kWarp;
+  const std::int64_t bh = row / blocks, r = row % blocks;
+  const std::int64_t begin = prior_offsets[r], end = prior_offsets[r + 1];
+  const std::uint8_t* keep = keep_all + bh * prior_size;
+  std::int64_t out = row_offsets[row];
+  for (std::int64_t base = begin; base < end; base += kWarp) {
+    const std::int64_t i = base + lane;
+    const bool take = i < end && keep[i];
+    const unsigned ballot = __ballot_sync(0xffffffffu, take);
+    if (take) col_indices[out + __popc(ballot & ((1u << lane) - 1u))] = prior_cols[i];
+    out += __popc(ballot);
+  }
+}
+
+template <class T>
+void* device_copy(const std::vector<T>& host) {
+  void* ptr = nullptr;
+  check_cuda(cudaMalloc(&ptr, std::max<std::size_t>(1, host.size() * sizeof(T))), "cudaMalloc (mask builder)");
+  if (!host.empty()) check_cuda(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy (prior)");
+  return ptr;
+}
+
+void* device_alloc(std::size_t bytes) {
+  void* ptr = nullptr;
+  check_cuda(cudaMalloc(&ptr, std::max<std::size_t>(1, bytes)), "cudaMalloc (mask builder)");
+  return ptr;
+}
+
+}  // namespace
+
+struct CudaMaskBuilder::State {
+  RadialPrior prior;
+  std::int64_t batch = 0, heads = 0, head_dim = 0, rows = 0, max_row = 0;
+  std::vector<void*> owned;
+  std::int64_t* prior_offsets = nullptr;
+  std::int32_t* prior_cols = nullptr;
+  std::uint8_t* prior_kinds = nullptr;
+  float* block_tokens = nullptr;
+  float* pooled_q = nullptr;
+  float* pooled_k = nullptr;
+  std::uint8_t* keep = nullptr;
+  std::int64_t* counts = nullptr;
+  std::int64_t* row_offsets = nullptr;
+  std::int32_t* col_indices = nullptr;
+  int* flags = nullptr;
+  void* scan_temp = nullptr;
+  std::size_t scan_temp_bytes = 0;
+
+  template <class T>
+  T* own(void* ptr) {
+    owned.push_back(ptr);
+    return static_cast<T*>(ptr);
+  }
+  ~State() {
+    for (void* p : owned) cudaFree(p);
+  }
+};
+
+CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, std::int64_t heads,
+                                 std::int64_t head_dim)
+    : state_(std::make_unique<State>()) {
+  if (batch < 1) throw Error("batch", std::to_string(batch) + ": must be >= 1");
+  if (heads < 1) throw Error("heads", std::to_string(heads) + ": must be >= 1");
+  if (head_dim < 1 || head_dim > 512) throw Error("head_dim", std::to_string(head_dim) + ": allowed range [1, 512]");
+  if (prior.blocks < 1 || static_cast<std::int64_t>(prior.row_offsets.size()) != prior.blocks + 1) {
+    throw Error("prior", "is empty or inconsistent: build it with build_radial_prior()");
+  }
+  State& s = *state_;
+  s.prior = prior;
+  s.batch = batch;
+  s.heads = heads;
+  s.head_dim = head_dim;
+  s.rows = batch * heads * prior.blocks;
+  for (std::int64_t r = 0; r < prior.blocks; ++r) {
+    s.max_row = std::max(s.max_row, prior.row_offsets[r + 1] - prior.row_offsets[r]);
+  }
+  const std::int64_t total = total_tokens(prior.geometry);
+  std::vector<float> tokens(static_cast<std::size_t>(prior.blocks));
+  for (std::int64_t c = 0; c < prior.blocks; ++c) {
+    tokens[c] = static_cast<float>(std::min<std::int64_t>(prior.geometry.block_size, total - c * prior.geometry.block_size));
+  }
+  std::vector<std::uint8_t> kinds(prior.kinds.size());
+  for (std::size_t i = 0; i < kinds.size(); ++i) kinds[i] = static_cast<std::uint8_t>(prior.kinds[i]);
+  s.prior_offsets = s.own<std::int64_t>(device_copy(prior.row_offsets));
+  s.prior_cols = s.own<std::int32_t>(device_copy(prior.col_indices));
+  s.prior_kinds = s.own<std::uint8_t>(device_copy(kinds));
+  s.block_tokens = s.own<float>(device_copy(tokens));
+  const std::size_t pooled = static_cast<std::size_t>(batch * heads * prior.blocks * head_dim);
+  s.pooled_q = s.own<float>(device_alloc(pooled * sizeof(float)));
+  s.pooled_k = s.own<float>(device_alloc(pooled * sizeof(float)));
+  const std::size_t entries = static_cast<std::size_t>(batch * heads * prior.size());
+  s.keep = s.own<std::uint8_t>(device_alloc(entries));
+  s.counts = s.own<std::int64_t>(device_alloc(static_cast<std::size_t>(s.rows) * sizeof(std::int64_t)));
+  s.row_offsets = s.own<std::int64_t>(device_alloc(static_cast<std::size_t>(s.rows + 1) * sizeof(std::int64_t)));
+  s.col_indices = s.own<std::int32_t>(device_alloc(entries * sizeof(std::int32_t)));
+  s.flags = s.own<int>(device_alloc(sizeof(int)));
+  check_cuda(cub::DeviceScan::InclusiveSum(nullptr, s.scan_temp_bytes, s.counts, s.row_offsets + 1, static_cast<int>(s.rows)),
+             "cub::DeviceScan sizing");
+  s.scan_temp = s.own<void>(device_alloc(s.scan_temp_bytes));
+  check_cuda(cudaMemset(s.row_offsets, 0, sizeof(std::int64_t)), "cudaMemset (row_offsets[0])");
+  const std::size_t shared_bytes = static_cast<std::size_t>(2 * s.max_row) * sizeof(double);
+  if (shared_bytes > 48 * 1024) {
+    check_cuda(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
+               "cudaFuncSetAttribute (select_kernel)");
+  }
+}
+
+CudaMaskBuilder::~CudaMaskBuilder() = default;
+
+void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream_ptr) {
+  validate(params);
+  State& s = *state_;
+  const VideoGeometry& g = s.prior.geometry;
+  const Shape expected{s.batch, total_tokens(g), s.heads, s.head_dim};
+  for (const auto& [t, name] : {std::pair<const ConstTensor&, const char*>{q, "q"}, {k, "k"}}) {
+    if (t.data == nullptr) throw Error(name, "data is null");
+    if (t.shape != expected) {
+      throw Error(name, "shape " + to_string(t.shape) + " does not match the planned " + to_string(expected) +
+                            " [batch, tokens, heads, head_dim]");
+    }
+  }
+  if (k.dtype != q.dtype) throw Error("k", "dtype " + to_string(k.dtype) + " differs from q's " + to_string(q.dtype));
+  auto stream = static_cast<cudaStream_t>(stream_ptr);
+  check_cuda(cudaMemsetAsync(s.flags, 0, sizeof(int), stream), "cudaMemsetAsync (flags)");
+  const dim3 pool_grid(static_cast<unsigned>(s.prior.blocks), static_cast<unsigned>(s.batch * s.heads));
+  const auto pool = [&](const ConstTensor& t, float* out, int flag) {
+    switch (t.dtype) {
+      case DType::f32:
+        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const float*>(t.data), expected.tokens, s.heads,
+                                                            s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
+        break;
+      case DType::f16:
+        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const __half*>(t.data), expected.tokens, s.heads,
+                                                            s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
+        break;
+      case DType::bf16:
+        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(t.data), expected.tokens,
+                                                            s.heads, s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
+        break;
+    }
+    check_cuda(cudaGetLastError(), "pool_kernel launch");
+  };
+  pool(q, s.pooled_q, kNonFiniteQ);
+  pool(k, s.pooled_k, kNonFiniteK);
+
+  SelectParams p{};
+  p.prior_offsets = s.prior_offsets;
+  p.prior_cols = s.prior_cols;
+  p.prior_kinds = s.prior_kinds;
+  p.block_tokens = s.block_tokens;
+  p.pooled_q = s.pooled_q;
+  p.pooled_k = s.pooled_k;
+  p.blocks = s.prior.blocks;
+  p.dim = s.head_dim;
+  p.prior_size = s.prior.size();
+  p.scale = 1.0 / std::sqrt(static_cast<double>(s.head_dim));  // as select_blocks()
+  p.dynamic = params.mode == SelectionMode::dynamic_threshold ? 1 : 0;
+  p.r_near = params.r_near;
+  p.r_far = params.r_far;
+  p.tau_near = params.tau_near;
+  p.tau_far = params.tau_far;
+  p.keep = s.keep;
+  p.counts = s.counts;
+  const std::size_t shared_bytes = static_cast<std::size_t>(2 * s.max_row) * sizeof(double);
+  select_kernel<<<static_cast<unsigned>(s.rows), kSelectThreads, shared_bytes, stream>>>(p);
+  check_cuda(cudaGetLastError(), "select_kernel launch");
+  check_cuda(cub::DeviceScan::InclusiveSum(s.scan_temp, s.scan_temp_bytes, s.counts, s.row_offsets + 1,
+                                           static_cast<int>(s.rows), stream),
+             "cub::DeviceScan");
+  constexpr int kRowsPerCta = 4;
+  compact_kernel<<<static_cast<unsigned>((s.rows + kRowsPerCta - 1) / kRowsPerCta), kRowsPerCta * kWarp, 0, stream>>>(
+      s.prior_offsets, s.prior_cols, s.keep, s.prior.blocks, s.prior.size(), s.row_offsets, s.col_indices, s.rows);
+  check_cuda(cudaGetLastError(), "compact_kernel launch");
+}
+
+DeviceLayoutView CudaMaskBuilder::device_layout() const {
+  const State& s = *state_;
+  DeviceLayoutView v;
+  v.batch = s.batch;
+  v.heads = s.heads;
+  v.tokens = total_tokens(s.prior.geometry);
+  v.block_size = s.prior.geometry.block_size;
+  v.blocks = s.prior.blocks;
+  v.row_offsets = s.row_offsets;
+  v.col_indices = s.col_indices;
+  return v;
+}
+
+BlockLayout CudaMaskBuilder::download(void* stream_ptr) const {
+  const State& s = *state_;
+  check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_ptr)), "cudaStreamSynchronize (mask builder)");
+  int flags = 0;
+  check_cuda(cudaMemcpy(&flags, s.flags, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (flags)");
+  if (flags & kNonFiniteQ) throw Error("q", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+  if (flags & kNonFiniteK) throw Error("k", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+  BlockLayout l;
+  const DeviceLayoutView v = device_layout();
+  l.batch = v.batch;
+  l.heads = v.heads;
+  l.tokens = v.tokens;
+  l.block_size = v.block_size;
+  l.blocks = v.blocks;
+  l.row_offsets.resize(static_cast<std::size_t>(s.rows + 1));
+  check_cuda(cudaMemcpy(l.row_offsets.data(), s.row_offsets, l.row_offsets.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost),
+             "cudaMemcpy (row_offsets)");
+  l.col_indices.resize(static_cast<std::size_t>(l.row_offsets.back()));
+  check_cuda(cudaMemcpy(l.col_indices.data(), s.col_indices, l.col_indices.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost),
+             "cudaMemcpy (col_indices)");
+  return l;
+}
+
+}  // namespace dynamicrad
