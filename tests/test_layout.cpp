@@ -210,7 +210,9 @@ TEST(Layout, LayoutFromPriorRepeatsThePrior) {
   for (double hs : s.head_sparsity) EXPECT_NEAR(hs, 1.0 - prior.density(), 1e-12);
   // Distance 0 pairs are forced, so all kept.
   for (const auto& d : s.by_distance) {
-    if (d.distance == 0) EXPECT_NEAR(d.kept_share, 1.0, 1e-12);
+    if (d.distance == 0) {
+      EXPECT_NEAR(d.kept_share, 1.0, 1e-12);
+    }
     EXPECT_GE(d.kept_share, 0.0);
     EXPECT_LE(d.kept_share, 1.0);
   }

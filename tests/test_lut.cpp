@@ -160,9 +160,9 @@ TEST(Lut, SaveAndLoadRoundTripLeavesNoTemporary) {
 }
 
 TEST(Lut, ShippedDefaultMatchesBuiltIn) {
-  const char* data = std::getenv("DYNAMICRAD_TEST_DATA");
-  ASSERT_NE(data, nullptr) << "DYNAMICRAD_TEST_DATA is not set";
-  const fs::path path = fs::path(data) / ".." / ".." / "data" / "lut" / "default.json";
+  const char* data = std::getenv("DYNAMICRAD_DATA");
+  ASSERT_NE(data, nullptr) << "DYNAMICRAD_DATA is not set";
+  const fs::path path = fs::path(data) / "lut" / "default.json";
   ASSERT_TRUE(fs::exists(path)) << path;
   expect_same(load_lut(path.string()), default_lut());
   EXPECT_EQ(read_text(path), lut_to_json(default_lut()))

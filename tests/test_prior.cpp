@@ -175,7 +175,9 @@ void check_structure(const dr::RadialPrior& prior, const dr::VideoGeometry& g) {
     for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e) {
       ASSERT_GE(prior.col_indices[e], 0);
       ASSERT_LT(prior.col_indices[e], nb);
-      if (e > prior.row_offsets[R]) ASSERT_LT(prior.col_indices[e - 1], prior.col_indices[e]) << "row " << R;
+      if (e > prior.row_offsets[R]) {
+        ASSERT_LT(prior.col_indices[e - 1], prior.col_indices[e]) << "row " << R;
+      }
       if (prior.col_indices[e] == R) {
         diagonal = true;
         EXPECT_EQ(prior.kinds[e], dr::BlockKind::forced) << "diagonal block " << R << " not forced";

@@ -137,7 +137,7 @@ void check_selection(const dr::RadialPrior& prior, const dr::PooledBlocks& poole
               const bool is_kept = kept.count(C) > 0;
               kept_count += is_kept;
               dropped_count += !is_kept;
-              if (std::fabs(p - tau) <= 1e-6 * tau + 1e-12) {
+              if (std::fabs(p - tau) <= 1e-9 * tau + 1e-15) {
                 ++tally.skipped_ties;
                 continue;
               }

@@ -47,7 +47,8 @@ class AttentionBackend {
   virtual void run(const AttentionArgs& args) const = 0;
 };
 
-// CPU backend: multi-threaded, online softmax in fp32 over the layout's blocks.
+// CPU backend: multi-threaded, online softmax in fp32 over the layout's blocks. Worker scratch is
+// allocated by the first run() and reused; concurrent run() calls on one plan are serialised.
 std::unique_ptr<AttentionBackend> plan_cpu_attention(BlockLayout layout,
                                                      const AttentionOptions& options);
 

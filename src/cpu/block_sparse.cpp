@@ -3,6 +3,7 @@
 // products and the vectorised exp.
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <vector>
 
 #include <Eigen/Core>
@@ -57,17 +58,23 @@ class CpuBlockSparseAttention final : public AttentionBackend {
   std::string name() const override { return "cpu-block-sparse"; }
   const BlockLayout& layout() const override { return layout_; }
 
+  // The worker scratch is sized on the first run (head_dim is not known at planning) and reused
+  // after that; runs of one plan are serialised by a mutex.
   void run(const AttentionArgs& args) const override {
     check_attention_args(args, &layout_);
     const Shape& s = args.q.shape;
     const float scale = static_cast<float>(options_.scale != 0.0 ? options_.scale
                                                                  : 1.0 / std::sqrt(static_cast<double>(s.head_dim)));
     const int threads = static_cast<int>(std::min<std::int64_t>(detail::resolve_threads(options_.threads), layout_.rows()));
-    std::vector<Workspace> workspaces;
-    workspaces.reserve(static_cast<std::size_t>(threads));
-    for (int w = 0; w < threads; ++w) workspaces.emplace_back(layout_.block_size, s.head_dim);
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (static_cast<int>(workspaces_.size()) != threads || workspace_dim_ != s.head_dim) {
+      workspaces_.clear();
+      workspaces_.reserve(static_cast<std::size_t>(threads));
+      for (int w = 0; w < threads; ++w) workspaces_.emplace_back(layout_.block_size, s.head_dim);
+      workspace_dim_ = s.head_dim;
+    }
     detail::parallel_for(layout_.rows(), threads, [&](std::int64_t row, int worker) {
-      run_row(args, scale, row, workspaces[static_cast<std::size_t>(worker)]);
+      run_row(args, scale, row, workspaces_[static_cast<std::size_t>(worker)]);
     });
   }
 
@@ -129,6 +136,9 @@ class CpuBlockSparseAttention final : public AttentionBackend {
 
   BlockLayout layout_;
   AttentionOptions options_;
+  mutable std::mutex mutex_;
+  mutable std::vector<Workspace> workspaces_;
+  mutable std::int64_t workspace_dim_ = 0;
 };
 
 }  // namespace

@@ -13,8 +13,7 @@
 
 namespace {
 
-// Keep in step with project(VERSION) in CMakeLists.txt.
-constexpr const char* kVersion = "0.1.0";
+constexpr const char* kVersion = DYNAMICRAD_VERSION;  // the CMake project version
 
 constexpr int kExitOk = 0;
 constexpr int kExitRuntime = 1;
