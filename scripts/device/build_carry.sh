@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BUILD_DIR=build-device scripts/build.sh -DDYNAMICRAD_NATIVE=OFF -DDYNAMICRAD_CUDA=ON
 mkdir -p .device-bin
-find build-device -maxdepth 4 -type f -executable \( -name 'gpu_*' -o -name 'dynamicrad' -o -name '*_bench' \) \
+find build-device -maxdepth 4 -type f \( -name 'gpu_*' -o -name 'dynamicrad' -o -name '*_bench' -o -name 'libdynamicrad_*.so' \) -perm -u+x \
   -exec cp {} .device-bin/ \;
 ls -la .device-bin

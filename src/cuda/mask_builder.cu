@@ -1,8 +1,9 @@
 // GPU mask builder (cuda_mask.h): pooling, scoring, selection and CSR compaction on the device.
 //
 // Kernels, in launch order:
-//   pool_kernel     one CTA per (block, batch * head): each thread sums one element over the block's
-//                   tokens in ascending order (the CPU's order), then multiplies by 1.0f / tokens;
+//   pool_kernel     one CTA per (block, batch): each thread sums a few elements of the heads * dim row
+//                   over the block's tokens in ascending order (the CPU's order), then multiplies by
+//                   1.0f / tokens;
 //   select_kernel   one CTA per layout row: scores of the prior row, then the static-ratio ranks or
 //                   the dynamic-threshold masses, writing a keep flag per prior entry and the row's count;
 //   a CUB inclusive scan of the counts into row_offsets[1..];
@@ -14,6 +15,8 @@
 #include <cub/device/device_scan.cuh>
 
 #include <cmath>
+#include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cuda/cuda_check.cuh"
@@ -26,9 +29,10 @@ namespace {
 
 using cuda::check_cuda;
 
-constexpr int kPoolThreads = 128;
+constexpr int kPoolMaxThreads = 1024;
 constexpr int kSelectThreads = 128;
 constexpr int kWarp = 32;
+constexpr int kScoreLanes = 8;  // lanes of block_score()
 constexpr int kNonFiniteQ = 1;
 constexpr int kNonFiniteK = 2;
 
@@ -36,39 +40,77 @@ __device__ __forceinline__ float to_float(float v) { return v; }
 __device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
 __device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
-// x: [batch, tokens, heads, dim]; out: [batch, heads, blocks, dim].
+// x: [batch, tokens, heads, dim]; out: [batch, heads, blocks, dim]. One CTA per (block, batch): a
+// token's heads * dim values are contiguous, so each thread owns kVec consecutive elements of that
+// row (one 16-byte load per token) and sums them over the block's tokens in ascending order.
 template <class T>
 __global__ void pool_kernel(const T* __restrict__ x, std::int64_t tokens, std::int64_t heads, std::int64_t dim,
                             std::int64_t blocks, int block_size, float* __restrict__ out, int* flags, int flag) {
+  constexpr int kVec = 16 / sizeof(T);
   const std::int64_t blk = blockIdx.x;
-  const std::int64_t bh = blockIdx.y;
-  const std::int64_t b = bh / heads, h = bh % heads;
+  const std::int64_t b = blockIdx.y;
   const std::int64_t t0 = blk * block_size;
   const int n = static_cast<int>(min(static_cast<std::int64_t>(block_size), tokens - t0));
   const float inv = 1.0f / static_cast<float>(n);
-  const std::int64_t stride = heads * dim;
-  for (std::int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    const T* p = x + ((b * tokens + t0) * heads + h) * dim + d;
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int i = 0; i < n; ++i) acc += to_float(p[i * stride]);
-    acc *= inv;
-    out[(bh * blocks + blk) * dim + d] = acc;
-    if (!isfinite(acc)) atomicOr(flags, flag);
+  const std::int64_t row = heads * dim;  // elements per token
+  const T* base = x + (b * tokens + t0) * row;
+  bool finite = true;
+  for (std::int64_t e0 = static_cast<std::int64_t>(threadIdx.x) * kVec; e0 < row; e0 += static_cast<std::int64_t>(blockDim.x) * kVec) {
+    float acc[kVec];
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) acc[v] = 0.0f;
+#pragma unroll 4
+    for (int i = 0; i < n; ++i) {
+      const uint4 packed = *reinterpret_cast<const uint4*>(base + i * row + e0);
+      const T* values = reinterpret_cast<const T*>(&packed);
+#pragma unroll
+      for (int v = 0; v < kVec; ++v) acc[v] += to_float(values[v]);
+    }
+#pragma unroll
+    for (int v = 0; v < kVec; ++v) {
+      const std::int64_t e = e0 + v;
+      const float mean = acc[v] * inv;
+      out[((b * heads + e / dim) * blocks + blk) * dim + e % dim] = mean;
+      finite = finite && isfinite(mean);
+    }
   }
+  if (!finite) atomicOr(flags, flag);
 }
 
-// select.h's block_score(): eight double lanes, fixed pairwise combination. Float products are exact
-// in double, so contraction into fma cannot change the result.
-__device__ double block_score(const float* q, const float* k, std::int64_t dim, double scale) {
-  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  std::int64_t i = 0;
-  for (; i + 8 <= dim; i += 8) {
-#pragma unroll
-    for (int j = 0; j < 8; ++j) lanes[j] += static_cast<double>(q[i + j]) * static_cast<double>(k[i + j]);
+// The same sums one element per thread, for rows that are not a whole number of 16-byte vectors.
+template <class T>
+__global__ void pool_scalar_kernel(const T* __restrict__ x, std::int64_t tokens, std::int64_t heads, std::int64_t dim,
+                                   std::int64_t blocks, int block_size, float* __restrict__ out, int* flags, int flag) {
+  const std::int64_t blk = blockIdx.x;
+  const std::int64_t b = blockIdx.y;
+  const std::int64_t t0 = blk * block_size;
+  const int n = static_cast<int>(min(static_cast<std::int64_t>(block_size), tokens - t0));
+  const float inv = 1.0f / static_cast<float>(n);
+  const std::int64_t row = heads * dim;
+  const T* base = x + (b * tokens + t0) * row;
+  bool finite = true;
+  for (std::int64_t e = threadIdx.x; e < row; e += blockDim.x) {
+    float acc = 0.0f;
+#pragma unroll 8
+    for (int i = 0; i < n; ++i) acc += to_float(base[i * row + e]);
+    const float mean = acc * inv;
+    out[((b * heads + e / dim) * blocks + blk) * dim + e % dim] = mean;
+    finite = finite && isfinite(mean);
   }
-  for (int j = 0; i + j < dim; ++j) lanes[j] += static_cast<double>(q[i + j]) * static_cast<double>(k[i + j]);
-  return (((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))) * scale;
+  if (!finite) atomicOr(flags, flag);
+}
+
+// select.h's block_score() by a group of eight threads: thread j of the group is lane j (elements
+// j, j + 8, ... in ascending order), and three shuffles combine the lanes as
+// ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) (IEEE addition is commutative, so l1+l0 == l0+l1). Float
+// products are exact in double, so contraction into fma cannot change a lane's sum.
+__device__ __forceinline__ double group_block_score(const float* q, const float* k, std::int64_t dim, int lane_in_group) {
+  double lane = 0.0;
+  for (std::int64_t e = lane_in_group; e < dim; e += kScoreLanes) lane += static_cast<double>(q[e]) * static_cast<double>(k[e]);
+  lane += __shfl_xor_sync(0xffffffffu, lane, 1);
+  lane += __shfl_xor_sync(0xffffffffu, lane, 2);
+  lane += __shfl_xor_sync(0xffffffffu, lane, 4);
+  return lane;
 }
 
 struct SelectParams {
@@ -91,30 +133,44 @@ struct SelectParams {
 constexpr std::uint8_t kForced = static_cast<std::uint8_t>(BlockKind::forced);
 constexpr std::uint8_t kNear = static_cast<std::uint8_t>(BlockKind::near);
 
-// Dynamic shared memory: scores[n_max] and weights[n_max] (double).
-__global__ void select_kernel(SelectParams p) {
+// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max] (int32),
+// kinds[n_max] (uint8).
+__global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
   const std::int64_t row = blockIdx.x;
   const std::int64_t bh = row / p.blocks, r = row % p.blocks;
   const std::int64_t begin = p.prior_offsets[r];
   const int n = static_cast<int>(p.prior_offsets[r + 1] - begin);
   double* scores = shared;
-  double* weights = shared + n;
+  double* weights = shared + max_row;
+  std::int32_t* cols = reinterpret_cast<std::int32_t*>(shared + 2 * max_row);
+  std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(cols + max_row);
   __shared__ int near_count, far_count, kept_count;
   __shared__ double row_max, denominator;
   if (threadIdx.x == 0) {
     near_count = far_count = kept_count = 0;
     row_max = -INFINITY;
   }
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    cols[i] = p.prior_cols[begin + i];
+    kinds[i] = p.prior_kinds[begin + i];
+  }
   __syncthreads();
 
   const float* q = p.pooled_q + (bh * p.blocks + r) * p.dim;
-  for (int i = threadIdx.x; i < n; i += blockDim.x) {
-    const std::int32_t c = p.prior_cols[begin + i];
-    scores[i] = block_score(q, p.pooled_k + (bh * p.blocks + c) * p.dim, p.dim, p.scale);
-    const std::uint8_t kind = p.prior_kinds[begin + i];
-    if (kind == kNear) atomicAdd(&near_count, 1);
-    else if (kind != kForced) atomicAdd(&far_count, 1);
+  const float* k_head = p.pooled_k + bh * p.blocks * p.dim;
+  const int group = threadIdx.x / kScoreLanes, lane = threadIdx.x % kScoreLanes;
+  const int groups = blockDim.x / kScoreLanes;
+  // Every thread of a warp takes part in the shuffles, so the loop runs to a bound common to the warp.
+  for (int base = 0; base < n; base += groups) {
+    const int i = base + group;
+    const int entry = i < n ? i : n - 1;
+    const double z = group_block_score(q, k_head + static_cast<std::int64_t>(cols[entry]) * p.dim, p.dim, lane) * p.scale;
+    if (i < n && lane == 0) {
+      scores[i] = z;
+      if (kinds[i] == kNear) atomicAdd(&near_count, 1);
+      else if (kinds[i] != kForced) atomicAdd(&far_count, 1);
+    }
   }
   __syncthreads();
 
@@ -127,15 +183,15 @@ __global__ void select_kernel(SelectParams p) {
     const int keep_near = static_cast<int>(fmin(nn, ceil(p.r_near * nn)));
     const int keep_far = static_cast<int>(fmin(nf, ceil(p.r_far * nf)));
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      const std::uint8_t kind = p.prior_kinds[begin + i];
+      const std::uint8_t kind = kinds[i];
       bool take = kind == kForced;
       if (!take) {
-        const std::int32_t c = p.prior_cols[begin + i];
+        const std::int32_t c = cols[i];
+        const double own = scores[i];
         int rank = 0;
         for (int j = 0; j < n; ++j) {
-          if (p.prior_kinds[begin + j] != kind) continue;
           const double s = scores[j];
-          rank += (s > scores[i] || (s == scores[i] && p.prior_cols[begin + j] < c)) ? 1 : 0;
+          rank += (kinds[j] == kind && (s > own || (s == own && cols[j] < c))) ? 1 : 0;
         }
         take = rank < (kind == kNear ? keep_near : keep_far);
       }
@@ -155,7 +211,7 @@ __global__ void select_kernel(SelectParams p) {
     }
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      weights[i] = static_cast<double>(p.block_tokens[p.prior_cols[begin + i]]) * exp(scores[i] - row_max);
+      weights[i] = static_cast<double>(p.block_tokens[cols[i]]) * exp(scores[i] - row_max);
     }
     __syncthreads();
     if (threadIdx.x == 0) {
@@ -165,7 +221,7 @@ __global__ void select_kernel(SelectParams p) {
     }
     __syncthreads();
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
-      const std::uint8_t kind = p.prior_kinds[begin + i];
+      const std::uint8_t kind = kinds[i];
       const double tau = kind == kNear ? p.tau_near : p.tau_far;
       const bool take = kind == kForced || weights[i] / denominator >= tau;
       keep[i] = take ? 1 : 0;
@@ -195,6 +251,10 @@ __global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int
     if (take) col_indices[out + __popc(ballot & ((1u << lane) - 1u))] = prior_cols[i];
     out += __popc(ballot);
   }
+}
+
+std::size_t select_shared_bytes(std::int64_t max_row) {
+  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
 template <class T>
@@ -283,7 +343,7 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
              "cub::DeviceScan sizing");
   s.scan_temp = s.own<void>(device_alloc(s.scan_temp_bytes));
   check_cuda(cudaMemset(s.row_offsets, 0, sizeof(std::int64_t)), "cudaMemset (row_offsets[0])");
-  const std::size_t shared_bytes = static_cast<std::size_t>(2 * s.max_row) * sizeof(double);
+  const std::size_t shared_bytes = select_shared_bytes(s.max_row);
   if (shared_bytes > 48 * 1024) {
     check_cuda(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
                "cudaFuncSetAttribute (select_kernel)");
@@ -307,23 +367,28 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
   if (k.dtype != q.dtype) throw Error("k", "dtype " + to_string(k.dtype) + " differs from q's " + to_string(q.dtype));
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   check_cuda(cudaMemsetAsync(s.flags, 0, sizeof(int), stream), "cudaMemsetAsync (flags)");
-  const dim3 pool_grid(static_cast<unsigned>(s.prior.blocks), static_cast<unsigned>(s.batch * s.heads));
-  const auto pool = [&](const ConstTensor& t, float* out, int flag) {
-    switch (t.dtype) {
-      case DType::f32:
-        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const float*>(t.data), expected.tokens, s.heads,
-                                                            s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
-        break;
-      case DType::f16:
-        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const __half*>(t.data), expected.tokens, s.heads,
-                                                            s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
-        break;
-      case DType::bf16:
-        pool_kernel<<<pool_grid, kPoolThreads, 0, stream>>>(static_cast<const __nv_bfloat16*>(t.data), expected.tokens,
-                                                            s.heads, s.head_dim, s.prior.blocks, g.block_size, out, s.flags, flag);
-        break;
+  const dim3 pool_grid(static_cast<unsigned>(s.prior.blocks), static_cast<unsigned>(s.batch));
+  const std::int64_t row = s.heads * s.head_dim;
+  const unsigned pool_threads = static_cast<unsigned>(std::min<std::int64_t>(kPoolMaxThreads, std::max<std::int64_t>(kWarp, row / 8)));
+  const auto launch = [&](auto* typed, float* out, int flag) {
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(typed)>>;
+    constexpr int vec = 16 / sizeof(T);
+    const bool aligned = reinterpret_cast<std::uintptr_t>(typed) % 16 == 0 && row % vec == 0;
+    if (aligned) {
+      pool_kernel<T><<<pool_grid, pool_threads, 0, stream>>>(typed, expected.tokens, s.heads, s.head_dim, s.prior.blocks,
+                                                              g.block_size, out, s.flags, flag);
+    } else {
+      pool_scalar_kernel<T><<<pool_grid, pool_threads, 0, stream>>>(typed, expected.tokens, s.heads, s.head_dim,
+                                                                     s.prior.blocks, g.block_size, out, s.flags, flag);
     }
     check_cuda(cudaGetLastError(), "pool_kernel launch");
+  };
+  const auto pool = [&](const ConstTensor& t, float* out, int flag) {
+    switch (t.dtype) {
+      case DType::f32: launch(static_cast<const float*>(t.data), out, flag); break;
+      case DType::f16: launch(static_cast<const __half*>(t.data), out, flag); break;
+      case DType::bf16: launch(static_cast<const __nv_bfloat16*>(t.data), out, flag); break;
+    }
   };
   pool(q, s.pooled_q, kNonFiniteQ);
   pool(k, s.pooled_k, kNonFiniteK);
@@ -346,8 +411,7 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
   p.tau_far = params.tau_far;
   p.keep = s.keep;
   p.counts = s.counts;
-  const std::size_t shared_bytes = static_cast<std::size_t>(2 * s.max_row) * sizeof(double);
-  select_kernel<<<static_cast<unsigned>(s.rows), kSelectThreads, shared_bytes, stream>>>(p);
+  select_kernel<<<static_cast<unsigned>(s.rows), kSelectThreads, select_shared_bytes(s.max_row), stream>>>(p, s.max_row);
   check_cuda(cudaGetLastError(), "select_kernel launch");
   check_cuda(cub::DeviceScan::InclusiveSum(s.scan_temp, s.scan_temp_bytes, s.counts, s.row_offsets + 1,
                                            static_cast<int>(s.rows), stream),
