@@ -8,8 +8,8 @@ cd "$(dirname "$0")/../.."
 out=${OUT:-.}
 bin=.device-bin/gpu_mask_check
 if [ ! -x "$bin" ]; then
-  BUILD_DIR=build-device scripts/build.sh -DDYNAMICRAD_NATIVE=OFF -DDYNAMICRAD_BENCH=OFF
-  bin=build-device/tests/gpu_mask/gpu_mask_check
+  BUILD_DIR=build-device scripts/build.sh -DDYNAMICRAD_NATIVE=OFF
+  bin=build-device/tests/gpu/gpu_mask_check
 fi
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$out/gpu_mask_device.txt"
 "$bin" | tee "$out/gpu_mask_check.txt"
