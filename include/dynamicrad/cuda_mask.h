@@ -54,6 +54,10 @@ class CudaMaskBuilder {
   // the last build met NaN or Inf in Q or K.
   BlockLayout download(void* stream) const;
 
+  // Synchronises `stream` and returns the number of block pairs the last build kept (all rows),
+  // copying 8 bytes instead of the layout. Throws like download().
+  std::int64_t kept_blocks(void* stream) const;
+
  private:
   struct State;
   std::unique_ptr<State> state_;

@@ -69,8 +69,9 @@ struct RadialPrior {
 };
 
 // Builds the prior for a validated geometry. Cost: O(blocks^2) frame-range checks plus
-// O(block_size * runs) for block pairs that cross a band edge; memory O(kept blocks).
-RadialPrior build_radial_prior(const VideoGeometry& geometry, const RadialPriorParams& params);
+// O(block_size * runs) for block pairs that cross a band edge; memory O(kept blocks). Rows are
+// classified on `threads` threads (0: every hardware thread); the result does not depend on it.
+RadialPrior build_radial_prior(const VideoGeometry& geometry, const RadialPriorParams& params, int threads = 1);
 
 // Smallest |i - j| over the frames i of q_block and j of k_block, -1 when either holds no video token.
 std::int64_t block_frame_distance(const RadialPrior& prior, std::int64_t q_block, std::int64_t k_block);

@@ -15,6 +15,7 @@ CudaMaskBuilder::~CudaMaskBuilder() = default;
 void CudaMaskBuilder::build(const ConstTensor&, const ConstTensor&, const SelectionParams&, void*) {}
 DeviceLayoutView CudaMaskBuilder::device_layout() const { return {}; }
 BlockLayout CudaMaskBuilder::download(void*) const { return {}; }
+std::int64_t CudaMaskBuilder::kept_blocks(void*) const { return 0; }
 
 }  // namespace dynamicrad
 #endif

@@ -29,16 +29,19 @@ void validate(const BlockLayout& l) {
   require(l.row_offsets.back() == l.kept(), "layout.row_offsets",
           "last entry " + std::to_string(l.row_offsets.back()) + " must equal col_indices size " +
               std::to_string(l.kept()));
+  // The loops test first and build a message only on failure: this runs on every plan.
   for (std::int64_t r = 0; r < l.rows(); ++r) {
     const std::int64_t begin = l.row_offsets[r], end = l.row_offsets[r + 1];
-    require(begin <= end, "layout.row_offsets", "decreases at row " + std::to_string(r));
+    if (begin > end) throw Error("layout.row_offsets", "decreases at row " + std::to_string(r));
     for (std::int64_t i = begin; i < end; ++i) {
       const std::int32_t c = l.col_indices[i];
-      require(c >= 0 && c < l.blocks, "layout.col_indices",
-              "row " + std::to_string(r) + " holds block " + std::to_string(c) + ": allowed range [0, " +
-                  std::to_string(l.blocks - 1) + "]");
-      require(i == begin || l.col_indices[i - 1] < c, "layout.col_indices",
-              "row " + std::to_string(r) + " is not strictly ascending");
+      if (c < 0 || c >= l.blocks) {
+        throw Error("layout.col_indices", "row " + std::to_string(r) + " holds block " + std::to_string(c) +
+                                              ": allowed range [0, " + std::to_string(l.blocks - 1) + "]");
+      }
+      if (i > begin && l.col_indices[i - 1] >= c) {
+        throw Error("layout.col_indices", "row " + std::to_string(r) + " is not strictly ascending");
+      }
     }
   }
 }

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/parallel.h"
 #include "dynamicrad/error.h"
 
 namespace dynamicrad {
@@ -85,8 +86,8 @@ std::int64_t interval_gap(const TokenRun& a, const TokenRun& b) {
 
 class PriorBuilder {
  public:
-  PriorBuilder(const VideoGeometry& g, const RadialPriorParams& p)
-      : g_(g), p_(p), spans_(block_spans(g)), rules_(distance_rules(g, p)) {
+  PriorBuilder(const VideoGeometry& g, const RadialPriorParams& p, int threads)
+      : g_(g), p_(p), threads_(threads), spans_(block_spans(g)), rules_(distance_rules(g, p)) {
     frames_.reserve(spans_.size());
     for (const BlockSpan& span : spans_) frames_.push_back(block_frames(span));
   }
@@ -105,13 +106,18 @@ class PriorBuilder {
       for (std::int64_t f : frames_[b]) prior.frames.push_back(static_cast<std::int32_t>(f));
       prior.frame_offsets.push_back(static_cast<std::int64_t>(prior.frames.size()));
     }
-    for (std::size_t r = 0; r < spans_.size(); ++r) {
+    // Rows are independent: classify them in parallel, then concatenate in row order.
+    std::vector<std::vector<std::pair<std::int32_t, BlockKind>>> rows(spans_.size());
+    detail::parallel_for(static_cast<std::int64_t>(spans_.size()), threads_, [&](std::int64_t r, int) {
       for (std::size_t c = 0; c < spans_.size(); ++c) {
         BlockKind kind;
-        if (classify(r, c, kind)) {
-          prior.col_indices.push_back(static_cast<std::int32_t>(c));
-          prior.kinds.push_back(kind);
-        }
+        if (classify(static_cast<std::size_t>(r), c, kind)) rows[r].emplace_back(static_cast<std::int32_t>(c), kind);
+      }
+    });
+    for (const auto& row : rows) {
+      for (const auto& [c, kind] : row) {
+        prior.col_indices.push_back(c);
+        prior.kinds.push_back(kind);
       }
       prior.row_offsets.push_back(static_cast<std::int64_t>(prior.col_indices.size()));
     }
@@ -187,6 +193,7 @@ class PriorBuilder {
 
   const VideoGeometry& g_;
   const RadialPriorParams& p_;
+  int threads_;
   std::vector<BlockSpan> spans_;
   std::vector<std::vector<std::int64_t>> frames_;
   std::vector<DistanceRule> rules_;
@@ -221,10 +228,11 @@ double RadialPrior::density() const {
   return blocks == 0 ? 0.0 : static_cast<double>(size()) / (static_cast<double>(blocks) * blocks);
 }
 
-RadialPrior build_radial_prior(const VideoGeometry& geometry, const RadialPriorParams& params) {
+RadialPrior build_radial_prior(const VideoGeometry& geometry, const RadialPriorParams& params, int threads) {
   validate(geometry);
   validate(params);
-  return PriorBuilder(geometry, params).build();
+  if (threads < 0) throw Error("threads", std::to_string(threads) + ": must be >= 0 (0: every hardware thread)");
+  return PriorBuilder(geometry, params, detail::resolve_threads(threads)).build();
 }
 
 std::int64_t block_frame_distance(const RadialPrior& prior, std::int64_t q_block, std::int64_t k_block) {

@@ -435,13 +435,30 @@ DeviceLayoutView CudaMaskBuilder::device_layout() const {
   return v;
 }
 
-BlockLayout CudaMaskBuilder::download(void* stream_ptr) const {
-  const State& s = *state_;
-  check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream_ptr)), "cudaStreamSynchronize (mask builder)");
+namespace {
+
+// Waits for the last build and turns its NaN / Inf flags into errors.
+void finish_build(const int* device_flags, cudaStream_t stream) {
+  check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (mask builder)");
   int flags = 0;
-  check_cuda(cudaMemcpy(&flags, s.flags, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (flags)");
+  check_cuda(cudaMemcpy(&flags, device_flags, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (flags)");
   if (flags & kNonFiniteQ) throw Error("q", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
   if (flags & kNonFiniteK) throw Error("k", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+}
+
+}  // namespace
+
+std::int64_t CudaMaskBuilder::kept_blocks(void* stream_ptr) const {
+  const State& s = *state_;
+  finish_build(s.flags, static_cast<cudaStream_t>(stream_ptr));
+  std::int64_t kept = 0;
+  check_cuda(cudaMemcpy(&kept, s.row_offsets + s.rows, sizeof kept, cudaMemcpyDeviceToHost), "cudaMemcpy (kept)");
+  return kept;
+}
+
+BlockLayout CudaMaskBuilder::download(void* stream_ptr) const {
+  const State& s = *state_;
+  finish_build(s.flags, static_cast<cudaStream_t>(stream_ptr));
   BlockLayout l;
   const DeviceLayoutView v = device_layout();
   l.batch = v.batch;

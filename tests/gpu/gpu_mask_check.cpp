@@ -110,7 +110,11 @@ int main(int argc, char** argv) {
       builder.build(q.view, k.view, sp, nullptr);
       const BlockLayout gpu = builder.download(nullptr);
       std::string why;
-      const bool ok = same_layout(gpu, cpu, why);
+      bool ok = same_layout(gpu, cpu, why);
+      if (ok && builder.kept_blocks(nullptr) != cpu.kept()) {
+        ok = false;
+        why = "kept_blocks() = " + std::to_string(builder.kept_blocks(nullptr)) + ", layout keeps " + std::to_string(cpu.kept());
+      }
       ++cases;
       failures += ok ? 0 : 1;
       char name[128];
