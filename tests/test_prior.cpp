@@ -519,3 +519,18 @@ TEST(RadialPrior, DistinctFramesPerBlock) {
     }
   }
 }
+
+TEST(RadialPrior, ThreadCountDoesNotChangeTheResult) {
+  const dr::VideoGeometry g = dr::preset_geometry("wan2.1-14b-480p");
+  dr::RadialPriorParams p;
+  p.gamma = 0.7;
+  p.lambda = 0.5;
+  const dr::RadialPrior one = dr::build_radial_prior(g, p, 1);
+  for (int threads : {0, 2, 3}) {
+    const dr::RadialPrior many = dr::build_radial_prior(g, p, threads);
+    EXPECT_EQ(many.row_offsets, one.row_offsets) << threads << " threads";
+    EXPECT_EQ(many.col_indices, one.col_indices) << threads << " threads";
+    EXPECT_TRUE(many.kinds == one.kinds) << threads << " threads";
+  }
+  EXPECT_THROW(dr::build_radial_prior(g, p, -1), dr::Error);
+}
