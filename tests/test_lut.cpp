@@ -109,8 +109,6 @@ TEST(Lut, DefaultWidensWithMotion) {
             lut.find(MotionRegime::mid, sr).prior.gamma);
   EXPECT_LT(lut.find(MotionRegime::mid, sr).prior.gamma,
             lut.find(MotionRegime::high, sr).prior.gamma);
-  EXPECT_LT(lut.find(MotionRegime::low, sr).selection.r_near,
-            lut.find(MotionRegime::high, sr).selection.r_near);
 }
 
 TEST(Lut, FindMissingRowThrows) {
@@ -177,7 +175,9 @@ TEST(LutErrors, MalformedJsonGivesThePosition) {
 
 TEST(LutErrors, NumberOverflowIsMalformed) {
   std::string text = lut_to_json(default_lut());
-  text.replace(text.find("0.75"), 4, "1e400");
+  const std::size_t version = text.find("\"version\": 1");
+  ASSERT_NE(version, std::string::npos);
+  text.replace(version + 11, 1, "1e400");
   expect_mentions(parse_error(text), {"lut.json", "malformed JSON", "1e400"});
 }
 

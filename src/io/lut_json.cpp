@@ -292,34 +292,45 @@ SelectionMode default_mode(MotionRegime regime) {
                                       : SelectionMode::static_ratio;
 }
 
-// Hand-set starting values, to be replaced by the offline tuner's table (issue 4): chosen so that
-// the Wan2.1-14B 720p geometry on the synthetic drift proxy lands near 80-85% sparsity. Slower motion
-// decays faster (smaller gamma); fast motion widens the band, keeps more far diagonals (lambda < 1)
-// and lowers the mass thresholds so that long-range links survive.
+// The table the offline tuner produces (README, issue 4):
+//   dynamicrad tune --device cpu --frames 21 --seed 1 --lut-geometry wan2.1-14b-720p --random-baseline 0
+// Bayesian optimisation, 30 trials per cell, on the physics proxy at 21 latent frames (Wan2.1's 81
+// video frames) of 12 x 16 tokens, 4 heads of 64, block 32, target sparsity 0.80; the
+// dynamic-threshold taus are converted from the tuned relative taus for Wan2.1-14B 720p
+// (tune_space.h). Mirror of data/lut/default.json.
 Lut default_lut() {
-  RadialPriorParams low;
-  low.gamma = 0.75;
-  RadialPriorParams mid;
-  mid.gamma = 1.0;
-  RadialPriorParams high;
-  high.gamma = 1.5;
-  high.lambda = 0.5;
-  for (RadialPriorParams* p : {&low, &mid, &high}) {
-    p->theta_m = 0.6;
-    p->theta_c = 1.0 / 3.0;
-    p->first_frame_sink = true;
-    p->dense_adjacent = false;
-  }
+  auto prior = [](double gamma, double lambda, double theta_m, double theta_c, bool dense_adjacent) {
+    RadialPriorParams p;
+    p.gamma = gamma;
+    p.lambda = lambda;
+    p.theta_m = theta_m;
+    p.theta_c = theta_c;
+    p.dense_adjacent = dense_adjacent;
+    p.first_frame_sink = true;
+    return p;
+  };
   const SelectionMode sr = SelectionMode::static_ratio;
   const SelectionMode dt = SelectionMode::dynamic_threshold;
   Lut lut;
   lut.entries = {
-      make_entry(MotionRegime::low, sr, low, 0.3, 0.15),
-      make_entry(MotionRegime::low, dt, low, 0.006, 0.009),
-      make_entry(MotionRegime::mid, sr, mid, 0.3, 0.15),
-      make_entry(MotionRegime::mid, dt, mid, 0.005, 0.0075),
-      make_entry(MotionRegime::high, sr, high, 0.35, 0.2),
-      make_entry(MotionRegime::high, dt, high, 0.0045, 0.007),
+      make_entry(MotionRegime::low, sr,
+                 prior(0.26667958826843635, 1.2317506351134315, 0.32611656894053914, 0.9, true),
+                 0.7694996188150615, 0.28901823196654586),
+      make_entry(MotionRegime::low, dt,
+                 prior(0.4077734049892926, 1.5185355415819364, 0.7124841837856684, 0.9, true),
+                 0.002849508171613596, 0.014176292640727516),
+      make_entry(MotionRegime::mid, sr,
+                 prior(0.6140924971194844, 3.805002863897143, 0.6497180634011772, 0.0, true),
+                 0.02, 0.017740058360856056),
+      make_entry(MotionRegime::mid, dt,
+                 prior(3.999999999999999, 2.6092463921853173, 0.023559835558956712, 0.10887950410832614, false),
+                 0.0034284616876942243, 0.006559389140906217),
+      make_entry(MotionRegime::high, sr,
+                 prior(1.8292116084957077, 0.8914603532604986, 0.0, 0.855, false),
+                 0.2657157414348634, 0.05),
+      make_entry(MotionRegime::high, dt,
+                 prior(3.999999999999999, 4.0, 0.5984146790755815, 0.5983876524447628, false),
+                 0.0033042089335040942, 7.936091100344106e-05),
   };
   return lut;
 }

@@ -4,19 +4,14 @@
 // Large layouts are drawn at one pixel per block up to kMaxAutoSide pixels; beyond that several
 // blocks share a pixel, which shows the most important class among them (forced > selected >
 // left out > skipped), so no kept block ever disappears from the picture.
-#include <png.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <csetjmp>
 #include <cstdint>
-#include <cstdio>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "dynamicrad/error.h"
 #include "dynamicrad/picture.h"
+#include "io/rgb_png.h"
 
 namespace dynamicrad {
 namespace {
@@ -196,75 +191,6 @@ std::vector<std::uint8_t> render(const std::vector<Cell>& grid, const PictureSca
   return pixels;
 }
 
-// libpng reports errors through this callback, which must not return: it records the message and
-// longjmps back into encode_png.
-struct PngFailure {
-  char message[256];
-};
-
-void on_png_error(png_structp png, png_const_charp message) {
-  auto* failure = static_cast<PngFailure*>(png_get_error_ptr(png));
-  std::snprintf(failure->message, sizeof failure->message, "%s",
-                message ? message : "libpng error");
-  std::longjmp(png_jmpbuf(png), 1);
-}
-
-void on_png_warning(png_structp, png_const_charp) {}
-
-// Encodes an RGB image. Holds only trivially destructible locals and calls nothing that owns
-// resources, so a longjmp out of libpng skips no destructor. Returns false with failure->message
-// set.
-bool encode_png(std::FILE* file, png_bytep* rows, png_uint_32 side, PngFailure* failure) {
-  png_structp png =
-      png_create_write_struct(PNG_LIBPNG_VER_STRING, failure, on_png_error, on_png_warning);
-  if (png == nullptr) {
-    std::snprintf(failure->message, sizeof failure->message, "cannot create the PNG writer");
-    return false;
-  }
-  png_infop info = png_create_info_struct(png);
-  if (info == nullptr) {
-    png_destroy_write_struct(&png, nullptr);
-    std::snprintf(failure->message, sizeof failure->message, "cannot create the PNG header");
-    return false;
-  }
-  if (setjmp(png_jmpbuf(png))) {
-    png_destroy_write_struct(&png, &info);
-    return false;
-  }
-  png_init_io(png, file);
-  png_set_IHDR(png, info, side, side, 8, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
-               PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  png_write_info(png, info);
-  png_write_image(png, rows);
-  png_write_end(png, nullptr);
-  png_destroy_write_struct(&png, &info);
-  return true;
-}
-
-void write_png_file(const std::string& path, std::vector<std::uint8_t>& pixels, std::int64_t side) {
-  std::vector<png_bytep> rows(static_cast<std::size_t>(side));
-  for (std::int64_t y = 0; y < side; ++y) rows[y] = pixels.data() + y * side * 3;
-
-  const std::string temporary = path + ".tmp";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (file == nullptr) {
-    throw Error(path, "cannot open " + temporary + " for writing: " + std::strerror(errno));
-  }
-  PngFailure failure{};
-  const bool encoded = encode_png(file, rows.data(), static_cast<png_uint_32>(side), &failure);
-  const bool closed = std::fclose(file) == 0;
-  if (!encoded || !closed) {
-    const std::string reason = encoded ? std::string(std::strerror(errno)) : failure.message;
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot write the PNG: " + reason);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot rename " + temporary + " into place: " + reason);
-  }
-}
-
 }  // namespace
 
 void write_mask_png(const std::string& path, const RadialPrior& prior, const BlockLayout& layout,
@@ -275,7 +201,7 @@ void write_mask_png(const std::string& path, const RadialPrior& prior, const Blo
   const std::vector<std::int64_t> lines =
       options.frame_grid ? frame_lines(prior, scale) : std::vector<std::int64_t>{};
   std::vector<std::uint8_t> pixels = render(grid, scale, lines);
-  write_png_file(path, pixels, scale.side());
+  detail::write_rgb_png(path, pixels, static_cast<int>(scale.side()), static_cast<int>(scale.side()));
 }
 
 }  // namespace dynamicrad

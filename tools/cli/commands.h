@@ -11,5 +11,6 @@ namespace dynamicrad::cli {
 int run_mask(const std::vector<std::string>& args);
 int run_attend(const std::vector<std::string>& args);
 int run_lut(const std::vector<std::string>& args);
+int run_tune(const std::vector<std::string>& args);
 
 }  // namespace dynamicrad::cli

@@ -32,6 +32,8 @@ constexpr Command kCommands[] = {
      dynamicrad::cli::run_attend},
     {"lut", "print, check or write a lookup table (LUT) of prior and selection parameters",
      dynamicrad::cli::run_lut},
+    {"tune", "tune the LUT by Bayesian optimisation on the proxy task (offline, CPU)",
+     dynamicrad::cli::run_tune},
 };
 
 void print_usage(std::ostream& out) {
