@@ -1,6 +1,8 @@
 // The `dynamicrad` command, run as a program (DYNAMICRAD_CLI): help, exit codes (0 ok, 1 runtime
 // error, 2 usage error), error messages naming the flag or file, and small end-to-end runs.
 #include <gtest/gtest.h>
+
+#include "cli_support.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,50 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Result = testing::CliResult;
+using testing::read_text;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-class Cli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const char* cli = std::getenv("DYNAMICRAD_CLI");
-    ASSERT_NE(cli, nullptr) << "DYNAMICRAD_CLI is not set";
-    cli_ = cli;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dynamicrad_test_cli_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  // Runs `dynamicrad <args>` in the scratch directory; args are passed through the shell as is.
-  Result run(const std::string& args) const {
-    const fs::path out = dir_ / "stdout.txt";
-    const fs::path err = dir_ / "stderr.txt";
-    const std::string command = "cd '" + dir_.string() + "' && '" + cli_ + "' " + args + " > '" +
-                                out.string() + "' 2> '" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_text(out);
-    r.err = read_text(err);
-    return r;
-  }
-
-  std::string cli_;
-  fs::path dir_;
-};
+class Cli : public testing::CliTest {};
 
 void expect_mentions(const std::string& text, std::initializer_list<const char*> parts) {
   for (const char* part : parts) {

@@ -2,6 +2,8 @@
 // and the `dynamicrad tune` command (DYNAMICRAD_CLI): the LUT, CSV and PNG it writes, --evaluate,
 // --space, --plot, and usage errors for bad bounds, regimes and modes (exit code 2).
 #include <gtest/gtest.h>
+
+#include "cli_support.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -72,49 +74,10 @@ TEST(Tune, TinyGridGivesLutRowsTrialsAndIsDeterministic) {
   EXPECT_EQ(lut_to_json(a.lut), lut_to_json(b.lut));
 }
 
-struct Result {
-  int code = -1;
-  std::string out;
-  std::string err;
-};
+using Result = testing::CliResult;
+using testing::read_text;
 
-std::string read_text(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-class TuneCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    const char* cli = std::getenv("DYNAMICRAD_CLI");
-    ASSERT_NE(cli, nullptr) << "DYNAMICRAD_CLI is not set";
-    cli_ = cli;
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() /
-           ("dynamicrad_test_tune_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  Result run(const std::string& args, const std::string& input = "") const {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt", in = dir_ / "stdin.txt";
-    std::ofstream(in) << input;
-    const std::string command = "cd '" + dir_.string() + "' && '" + cli_ + "' " + args + " < '" +
-                                in.string() + "' > '" + out.string() + "' 2> '" + err.string() + "'";
-    const int status = std::system(command.c_str());
-    Result r;
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = read_text(out);
-    r.err = read_text(err);
-    return r;
-  }
-
-  std::string cli_;
-  fs::path dir_;
-};
+class TuneCli : public testing::CliTest {};
 
 TEST_F(TuneCli, WritesAValidLutCsvAndPng) {
   const Result r = run(std::string("tune ") + kTinyFlags +
