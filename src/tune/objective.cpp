@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "core/clock.h"
 #include "dynamicrad/attention.h"
 #include "dynamicrad/error.h"
 #include "dynamicrad/metrics.h"
@@ -16,9 +17,7 @@
 namespace dynamicrad {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+using detail::seconds_since;
 
 const float* floats(const HostTensor& t) { return static_cast<const float*>(t.view().data); }
 

@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "core/clock.h"
 #include "dynamicrad/bayesopt.h"
 #include "dynamicrad/error.h"
 #include "tune/random.h"
@@ -14,9 +15,7 @@
 namespace dynamicrad {
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point start) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
+using detail::seconds_since;
 
 // Seed purposes of the tuner's streams.
 constexpr std::uint64_t kBayesPurpose = 51;
