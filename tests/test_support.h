@@ -19,6 +19,22 @@
 #include "dynamicrad/prior.h"
 #include "dynamicrad/tensor.h"
 
+// Expects `statement` to throw dynamicrad::Error whose field() is exactly `expected_field`.
+#define EXPECT_DR_FIELD(statement, expected_field)                                                        \
+  do {                                                                                                    \
+    try {                                                                                                 \
+      statement;                                                                                          \
+      ADD_FAILURE() << "expected dynamicrad::Error with field \"" << (expected_field)                   \
+                    << "\" from: " #statement;                                                            \
+    } catch (const ::dynamicrad::Error& dr_e_) {                                                          \
+      EXPECT_EQ(dr_e_.field(), std::string(expected_field)) << "message: " << dr_e_.what()              \
+                                                              << " (from: " #statement ")";             \
+    } catch (const std::exception& dr_e_) {                                                               \
+      ADD_FAILURE() << "expected dynamicrad::Error, got another exception: " << dr_e_.what()            \
+                    << " (from: " #statement ")";                                                         \
+    }                                                                                                     \
+  } while (0)
+
 namespace dr_test {
 
 // SplitMix64: the same stream on every platform and standard library.

@@ -31,6 +31,7 @@
 #include <string>
 
 #include "dynamicrad/attention.h"
+#include "dynamicrad/cuda_mask.h"
 #include "dynamicrad/layout.h"
 #include "dynamicrad/tensor.h"
 
@@ -68,6 +69,25 @@ struct CudaAttentionOptions {
 // before the CUDA context. name() says which kernel runs ("cuda-wgmma", "cuda-mma-sync").
 std::unique_ptr<AttentionBackend> plan_cuda_attention(const BlockLayout& layout,
                                                       const CudaAttentionOptions& options);
+
+// Block-sparse attention over a layout that lives on the device and changes between runs (the
+// CudaMaskBuilder's output), for the engine (engine.h): planning fixes the shape only, so the layout
+// never travels to the host. The schedule cannot depend on the layout's content: the rows are dealt
+// to the persistent CTAs round-robin in row order (CTA c takes rows c, c + grid, ...), so that CTAs
+// running at the same time work on neighbouring query blocks of one head (K/V shared in L2) and
+// every CTA gets a similar mix of long and short rows.
+class CudaLayoutAttention {
+ public:
+  virtual ~CudaLayoutAttention() = default;
+  virtual std::string name() const = 0;
+  // layout: batch, heads, tokens and block_size must match the plan; its arrays stay on the device.
+  virtual void run(const AttentionArgs& args, const DeviceLayoutView& layout) const = 0;
+};
+
+// shape: the [batch, tokens, heads, head_dim] of q, k, v and out (head_dim must equal
+// options.head_dim). Throws like plan_cuda_attention().
+std::unique_ptr<CudaLayoutAttention> plan_cuda_layout_attention(const Shape& shape, int block_size,
+                                                                const CudaAttentionOptions& options);
 
 std::string to_string(CudaKernel kernel);
 std::string to_string(CudaSchedule schedule);

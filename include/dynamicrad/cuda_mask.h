@@ -34,6 +34,15 @@ struct DeviceLayoutView {
   const std::int32_t* col_indices = nullptr;  // device, [row_offsets[rows]] (capacity: batch * heads * prior size)
 };
 
+// What a build leaves for later inspection without a synchronisation per build.
+struct MaskBuildStatus {
+  std::int64_t kept = 0;   // block pairs kept (all rows)
+  int non_finite = 0;      // bit 0: Q held NaN or Inf, bit 1: K did
+};
+
+// Throws Error("q" / "k", ...) when the status records non-finite inputs.
+void check_status(const MaskBuildStatus& status);
+
 class CudaMaskBuilder {
  public:
   // batch, heads, head_dim: the shape of the Q/K the builder will see.
@@ -57,6 +66,10 @@ class CudaMaskBuilder {
   // Synchronises `stream` and returns the number of block pairs the last build kept (all rows),
   // copying 8 bytes instead of the layout. Throws like download().
   std::int64_t kept_blocks(void* stream) const;
+
+  // Queues on `stream` the copy of the last build's status into `status` (pinned host memory, so the
+  // copy is asynchronous); it is valid once the stream has passed this point.
+  void copy_status_async(MaskBuildStatus* status, void* stream) const;
 
  private:
   struct State;

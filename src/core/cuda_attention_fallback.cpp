@@ -26,6 +26,10 @@ std::string to_string(CudaSchedule schedule) {
 std::unique_ptr<AttentionBackend> plan_cuda_attention(const BlockLayout&, const CudaAttentionOptions&) {
   throw Error("device", "built without CUDA");
 }
+
+std::unique_ptr<CudaLayoutAttention> plan_cuda_layout_attention(const Shape&, int, const CudaAttentionOptions&) {
+  throw Error("device", "built without CUDA");
+}
 #endif
 
 }  // namespace dynamicrad

@@ -16,6 +16,11 @@ void CudaMaskBuilder::build(const ConstTensor&, const ConstTensor&, const Select
 DeviceLayoutView CudaMaskBuilder::device_layout() const { return {}; }
 BlockLayout CudaMaskBuilder::download(void*) const { return {}; }
 std::int64_t CudaMaskBuilder::kept_blocks(void*) const { return 0; }
+void CudaMaskBuilder::copy_status_async(MaskBuildStatus*, void*) const {}
+void check_status(const MaskBuildStatus& status) {
+  if (status.non_finite & 1) throw Error("q", "holds NaN or Inf: inputs must be finite");
+  if (status.non_finite & 2) throw Error("k", "holds NaN or Inf: inputs must be finite");
+}
 
 }  // namespace dynamicrad
 #endif

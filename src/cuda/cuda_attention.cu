@@ -24,6 +24,7 @@ namespace {
 
 using cuda::check_cuda;
 using detail::require;
+using detail::require_shape;
 
 struct DeviceFree {
   void operator()(void* p) const { cudaFree(p); }
@@ -124,124 +125,235 @@ cuda::ElementType element_type(DType dtype) {
 
 bool aligned16(const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; }
 
+// The kernel a plan runs, resolved against the device (shared by both plan kinds).
+struct KernelChoice {
+  CudaKernel kernel = CudaKernel::automatic;
+  int device = 0;
+  int stages = 0;
+  int sm_count = 0;
+};
+
+void check_options(const CudaAttentionOptions& options, int block_size) {
+  require(options.dtype == DType::f16 || options.dtype == DType::bf16, "options.dtype",
+          to_string(options.dtype) + ": the CUDA kernels take f16 or bf16");
+  require(options.head_dim == 64 || options.head_dim == 128, "options.head_dim",
+          std::to_string(options.head_dim) + ": allowed values are 64, 128");
+  require(block_size == 64 || block_size == 128, "layout.block_size",
+          std::to_string(block_size) + ": the CUDA kernels take 64 or 128");
+  require(options.stages >= 0, "options.stages", std::to_string(options.stages) + ": must be >= 0 (0: default)");
+  require(std::isfinite(options.scale) && options.scale >= 0.0, "options.scale",
+          "must be > 0 (or 0 for 1 / sqrt(head_dim))");
+}
+
+KernelChoice choose_kernel(const CudaAttentionOptions& options, int block_size) {
+  KernelChoice c;
+  c.device = options.device;
+  if (c.device < 0) check_cuda(cudaGetDevice(&c.device), "cudaGetDevice");
+  DeviceGuard guard(c.device);
+  cudaDeviceProp prop{};
+  check_cuda(cudaGetDeviceProperties(&prop, c.device), "cudaGetDeviceProperties");
+  const bool hopper = prop.major == 9;
+  c.sm_count = prop.multiProcessorCount;
+  c.kernel = options.kernel;
+  if (c.kernel == CudaKernel::automatic) {
+    c.kernel = hopper && block_size == 128 ? CudaKernel::wgmma : CudaKernel::mma_sync;
+  }
+  if (c.kernel == CudaKernel::wgmma) {
+    require(block_size == 128, "options.kernel", "wgmma needs layout.block_size 128, got " + std::to_string(block_size));
+    require(hopper, "options.kernel",
+            "wgmma needs an sm_90 GPU, device " + std::to_string(c.device) + " is sm_" + std::to_string(prop.major) +
+                std::to_string(prop.minor));
+    c.stages = options.stages != 0 ? options.stages : cuda::default_wgmma_stages(static_cast<int>(options.head_dim));
+    cuda::prepare_wgmma_attention(element_type(options.dtype), static_cast<int>(options.head_dim), c.stages);
+  } else {
+    cuda::prepare_mma_sync_attention(element_type(options.dtype), static_cast<int>(options.head_dim), block_size);
+  }
+  return c;
+}
+
+// Checks the tensors' dtype, head_dim and alignment against the plan.
+void check_kernel_tensors(const AttentionArgs& args, const CudaAttentionOptions& options) {
+  require(args.q.dtype == options.dtype, "q",
+          "dtype " + to_string(args.q.dtype) + " differs from the plan's " + to_string(options.dtype));
+  require(args.out.dtype == options.dtype, "out",
+          "dtype " + to_string(args.out.dtype) + " differs from the plan's " + to_string(options.dtype));
+  require(args.q.shape.head_dim == options.head_dim, "q",
+          "head_dim " + std::to_string(args.q.shape.head_dim) + " differs from the plan's " +
+              std::to_string(options.head_dim));
+  require(aligned16(args.q.data), "q", "data must be 16-byte aligned");
+  require(aligned16(args.k.data), "k", "data must be 16-byte aligned");
+  require(aligned16(args.v.data), "v", "data must be 16-byte aligned");
+  require(aligned16(args.out.data), "out", "data must be 16-byte aligned");
+}
+
+void launch(const cuda::SparseAttentionParams& p, const CudaAttentionOptions& options, const KernelChoice& choice,
+            int block_size, int grid, void* stream) {
+  DeviceGuard guard(choice.device);
+  const cuda::ElementType type = element_type(options.dtype);
+  const int dim = static_cast<int>(options.head_dim);
+  if (choice.kernel == CudaKernel::wgmma) {
+    cuda::launch_wgmma_attention(p, type, dim, choice.stages, grid, static_cast<cudaStream_t>(stream));
+  } else {
+    cuda::launch_mma_sync_attention(p, type, dim, block_size, static_cast<cudaStream_t>(stream));
+  }
+}
+
+cuda::SparseAttentionParams kernel_params(const AttentionArgs& args, std::int64_t batch, std::int64_t heads,
+                                          std::int64_t tokens, std::int64_t blocks, double scale) {
+  cuda::SparseAttentionParams p;
+  p.q = args.q.data;
+  p.k = args.k.data;
+  p.v = args.v.data;
+  p.out = args.out.data;
+  p.lse = args.lse;
+  p.batch = static_cast<int>(batch);
+  p.heads = static_cast<int>(heads);
+  p.tokens = static_cast<int>(tokens);
+  p.blocks = static_cast<int>(blocks);
+  p.num_rows = static_cast<int>(batch * heads * blocks);
+  p.scale_log2 = static_cast<float>(scale * static_cast<double>(cuda::kLog2e));
+  return p;
+}
+
+double softmax_scale(const CudaAttentionOptions& options) {
+  return options.scale != 0.0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(options.head_dim));
+}
+
+void check_sizes(std::int64_t rows, std::int64_t tokens, int block_size) {
+  constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
+  require(rows <= kIntMax, "layout", "batch * heads * blocks must fit in 32 bits");
+  require(tokens <= kIntMax - 2 * block_size, "layout.tokens", "must fit in 32 bits");
+}
+
 class CudaAttention final : public AttentionBackend {
  public:
   CudaAttention(const BlockLayout& layout, const CudaAttentionOptions& options) : layout_(layout), options_(options) {
     validate(layout_);
-    require(options.dtype == DType::f16 || options.dtype == DType::bf16, "options.dtype",
-            to_string(options.dtype) + ": the CUDA kernels take f16 or bf16");
-    require(options.head_dim == 64 || options.head_dim == 128, "options.head_dim",
-            std::to_string(options.head_dim) + ": allowed values are 64, 128");
-    require(layout.block_size == 64 || layout.block_size == 128, "layout.block_size",
-            std::to_string(layout.block_size) + ": the CUDA kernels take 64 or 128");
-    require(options.stages >= 0, "options.stages", std::to_string(options.stages) + ": must be >= 0 (0: default)");
-    require(std::isfinite(options.scale) && options.scale >= 0.0, "options.scale",
-            "must be > 0 (or 0 for 1 / sqrt(head_dim))");
-    constexpr std::int64_t kIntMax = std::numeric_limits<std::int32_t>::max();
-    require(layout.rows() <= kIntMax, "layout", "batch * heads * blocks must fit in 32 bits");
-    require(layout.tokens <= kIntMax - 2 * layout.block_size, "layout.tokens", "must fit in 32 bits");
-
-    device_ = options.device;
-    if (device_ < 0) check_cuda(cudaGetDevice(&device_), "cudaGetDevice");
-    DeviceGuard guard(device_);
-    cudaDeviceProp prop{};
-    check_cuda(cudaGetDeviceProperties(&prop, device_), "cudaGetDeviceProperties");
-    const bool hopper = prop.major == 9;
-
-    kernel_ = options.kernel;
-    if (kernel_ == CudaKernel::automatic) {
-      kernel_ = hopper && layout.block_size == 128 ? CudaKernel::wgmma : CudaKernel::mma_sync;
-    }
-    if (kernel_ == CudaKernel::wgmma) {
-      require(layout.block_size == 128, "options.kernel", "wgmma needs layout.block_size 128, got " +
-                                                              std::to_string(layout.block_size));
-      require(hopper, "options.kernel",
-              "wgmma needs an sm_90 GPU, device " + std::to_string(device_) + " is sm_" +
-                  std::to_string(prop.major) + std::to_string(prop.minor));
-      stages_ = options.stages != 0 ? options.stages : cuda::default_wgmma_stages(static_cast<int>(options.head_dim));
-      cuda::prepare_wgmma_attention(element_type(options.dtype), static_cast<int>(options.head_dim), stages_);
-      grid_ = static_cast<int>(std::min<std::int64_t>(layout.rows(), prop.multiProcessorCount));
-    } else {
-      cuda::prepare_mma_sync_attention(element_type(options.dtype), static_cast<int>(options.head_dim),
-                                       layout.block_size);
-    }
-
+    check_options(options, layout.block_size);
+    check_sizes(layout.rows(), layout.tokens, layout.block_size);
+    choice_ = choose_kernel(options, layout.block_size);
+    DeviceGuard guard(choice_.device);
     row_offsets_ = to_device(layout_.row_offsets, "cudaMalloc(layout.row_offsets)");
     col_indices_ = to_device(layout_.col_indices, "cudaMalloc(layout.col_indices)");
     std::vector<std::int32_t> order = build_schedule(layout_, options.schedule);
-    if (kernel_ == CudaKernel::wgmma) {
+    if (choice_.kernel == CudaKernel::wgmma) {
+      grid_ = static_cast<int>(std::min<std::int64_t>(layout.rows(), choice_.sm_count));
       std::vector<std::int32_t> cta_offsets;
       order = assign_rows(layout_, order, grid_, cta_offsets);
       cta_offsets_ = to_device(cta_offsets, "cudaMalloc(schedule)");
     }
     row_order_ = to_device(order, "cudaMalloc(schedule)");
-    scale_ = options.scale != 0.0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(options.head_dim));
   }
 
-  std::string name() const override { return kernel_ == CudaKernel::wgmma ? "cuda-wgmma" : "cuda-mma-sync"; }
+  std::string name() const override { return choice_.kernel == CudaKernel::wgmma ? "cuda-wgmma" : "cuda-mma-sync"; }
 
   const BlockLayout& layout() const override { return layout_; }
 
   void run(const AttentionArgs& args) const override {
     check_attention_args(args, &layout_);
-    const Shape& s = args.q.shape;
-    require(args.q.dtype == options_.dtype, "q",
-            "dtype " + to_string(args.q.dtype) + " differs from the plan's " + to_string(options_.dtype));
-    require(args.out.dtype == options_.dtype, "out",
-            "dtype " + to_string(args.out.dtype) + " differs from the plan's " + to_string(options_.dtype));
-    require(s.head_dim == options_.head_dim, "q",
-            "head_dim " + std::to_string(s.head_dim) + " differs from the plan's " + std::to_string(options_.head_dim));
-    require(aligned16(args.q.data), "q", "data must be 16-byte aligned");
-    require(aligned16(args.k.data), "k", "data must be 16-byte aligned");
-    require(aligned16(args.v.data), "v", "data must be 16-byte aligned");
-    require(aligned16(args.out.data), "out", "data must be 16-byte aligned");
-
-    cuda::SparseAttentionParams p;
-    p.q = args.q.data;
-    p.k = args.k.data;
-    p.v = args.v.data;
-    p.out = args.out.data;
-    p.lse = args.lse;
-    p.batch = static_cast<int>(layout_.batch);
-    p.heads = static_cast<int>(layout_.heads);
-    p.tokens = static_cast<int>(layout_.tokens);
-    p.blocks = static_cast<int>(layout_.blocks);
-    p.num_rows = static_cast<int>(layout_.rows());
+    check_kernel_tensors(args, options_);
+    cuda::SparseAttentionParams p =
+        kernel_params(args, layout_.batch, layout_.heads, layout_.tokens, layout_.blocks, softmax_scale(options_));
     p.row_offsets = row_offsets_.get();
     p.col_indices = col_indices_.get();
     p.row_order = row_order_.get();
     p.cta_offsets = cta_offsets_.get();
-    p.scale_log2 = static_cast<float>(scale_ * static_cast<double>(cuda::kLog2e));
-
-    DeviceGuard guard(device_);
-    auto stream = static_cast<cudaStream_t>(args.stream);
-    const cuda::ElementType type = element_type(options_.dtype);
-    const int dim = static_cast<int>(options_.head_dim);
-    if (kernel_ == CudaKernel::wgmma) {
-      cuda::launch_wgmma_attention(p, type, dim, stages_, grid_, stream);
-    } else {
-      cuda::launch_mma_sync_attention(p, type, dim, layout_.block_size, stream);
-    }
+    launch(p, options_, choice_, layout_.block_size, grid_, args.stream);
   }
 
  private:
   BlockLayout layout_;
   CudaAttentionOptions options_;
-  CudaKernel kernel_ = CudaKernel::automatic;
-  int device_ = 0;
+  KernelChoice choice_;
   int grid_ = 0;
-  int stages_ = 0;
-  double scale_ = 0.0;
   DeviceArray<std::int64_t> row_offsets_;
   DeviceArray<std::int32_t> col_indices_;
   DeviceArray<std::int32_t> row_order_;
   DeviceArray<std::int32_t> cta_offsets_;  // wgmma only: [grid + 1] bounds of each CTA's rows in row_order_
 };
 
+// Round-robin deal of `rows` rows to `grid` CTAs, grouped by CTA: CTA c gets c, c + grid, ...
+std::vector<std::int32_t> round_robin(std::int64_t rows, int grid, std::vector<std::int32_t>& cta_offsets) {
+  std::vector<std::int32_t> order;
+  order.reserve(static_cast<std::size_t>(rows));
+  cta_offsets.assign(1, 0);
+  for (int c = 0; c < grid; ++c) {
+    for (std::int64_t r = c; r < rows; r += grid) order.push_back(static_cast<std::int32_t>(r));
+    cta_offsets.push_back(static_cast<std::int32_t>(order.size()));
+  }
+  return order;
+}
+
+class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
+ public:
+  CudaLayoutAttentionImpl(const Shape& shape, int block_size, const CudaAttentionOptions& options)
+      : shape_(shape), block_size_(block_size), options_(options) {
+    require(shape.batch >= 1 && shape.heads >= 1 && shape.tokens >= 1, "shape",
+            to_string(shape) + ": batch, tokens and heads must be >= 1");
+    require(shape.head_dim == options.head_dim, "shape.head_dim",
+            std::to_string(shape.head_dim) + " differs from options.head_dim " + std::to_string(options.head_dim));
+    check_options(options, block_size);
+    blocks_ = (shape.tokens + block_size - 1) / block_size;
+    const std::int64_t rows = shape.batch * shape.heads * blocks_;
+    check_sizes(rows, shape.tokens, block_size);
+    choice_ = choose_kernel(options, block_size);
+    DeviceGuard guard(choice_.device);
+    std::vector<std::int32_t> order;
+    if (choice_.kernel == CudaKernel::wgmma) {
+      grid_ = static_cast<int>(std::min<std::int64_t>(rows, choice_.sm_count));
+      std::vector<std::int32_t> cta_offsets;
+      order = round_robin(rows, grid_, cta_offsets);
+      cta_offsets_ = to_device(cta_offsets, "cudaMalloc(schedule)");
+    } else {
+      order.resize(static_cast<std::size_t>(rows));
+      std::iota(order.begin(), order.end(), 0);
+    }
+    row_order_ = to_device(order, "cudaMalloc(schedule)");
+  }
+
+  std::string name() const override { return choice_.kernel == CudaKernel::wgmma ? "cuda-wgmma" : "cuda-mma-sync"; }
+
+  void run(const AttentionArgs& args, const DeviceLayoutView& layout) const override {
+    require(layout.batch == shape_.batch && layout.heads == shape_.heads && layout.tokens == shape_.tokens &&
+                layout.block_size == block_size_ && layout.blocks == blocks_,
+            "layout", "batch " + std::to_string(layout.batch) + ", heads " + std::to_string(layout.heads) + ", tokens " +
+                          std::to_string(layout.tokens) + ", block " + std::to_string(layout.block_size) +
+                          " differ from the plan's " + to_string(shape_) + ", block " + std::to_string(block_size_));
+    require(layout.row_offsets != nullptr && layout.col_indices != nullptr, "layout", "arrays are null");
+    for (const auto& [t, name] : {std::pair<ConstTensor, const char*>{args.q, "q"}, {args.k, "k"}, {args.v, "v"},
+                                  {ConstTensor(args.out), "out"}}) {
+      require_shape(t, shape_, name);
+    }
+    check_kernel_tensors(args, options_);
+    cuda::SparseAttentionParams p =
+        kernel_params(args, shape_.batch, shape_.heads, shape_.tokens, blocks_, softmax_scale(options_));
+    p.row_offsets = layout.row_offsets;
+    p.col_indices = layout.col_indices;
+    p.row_order = row_order_.get();
+    p.cta_offsets = cta_offsets_.get();
+    launch(p, options_, choice_, block_size_, grid_, args.stream);
+  }
+
+ private:
+  Shape shape_;
+  int block_size_ = 0;
+  std::int64_t blocks_ = 0;
+  CudaAttentionOptions options_;
+  KernelChoice choice_;
+  int grid_ = 0;
+  DeviceArray<std::int32_t> row_order_;
+  DeviceArray<std::int32_t> cta_offsets_;
+};
+
 }  // namespace
 
 std::unique_ptr<AttentionBackend> plan_cuda_attention(const BlockLayout& layout, const CudaAttentionOptions& options) {
   return std::make_unique<CudaAttention>(layout, options);
+}
+
+std::unique_ptr<CudaLayoutAttention> plan_cuda_layout_attention(const Shape& shape, int block_size,
+                                                                const CudaAttentionOptions& options) {
+  return std::make_unique<CudaLayoutAttentionImpl>(shape, block_size, options);
 }
 
 }  // namespace dynamicrad

@@ -133,17 +133,25 @@ struct SelectParams {
 constexpr std::uint8_t kForced = static_cast<std::uint8_t>(BlockKind::forced);
 constexpr std::uint8_t kNear = static_cast<std::uint8_t>(BlockKind::near);
 
-// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max] (int32),
-// kinds[n_max] (uint8).
+// A candidate as the static-ratio rank reads it: one 16-byte shared load per comparison.
+struct RankEntry {
+  double score;
+  std::int32_t col;
+  std::int32_t unused;
+};
+
+// Dynamic shared memory: ranked[n_max] (RankEntry: near candidates from the front, far ones from
+// the back), scores[n_max], weights[n_max] (double), cols[n_max] (int32), kinds[n_max] (uint8).
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
   const std::int64_t row = blockIdx.x;
   const std::int64_t bh = row / p.blocks, r = row % p.blocks;
   const std::int64_t begin = p.prior_offsets[r];
   const int n = static_cast<int>(p.prior_offsets[r + 1] - begin);
-  double* scores = shared;
-  double* weights = shared + max_row;
-  std::int32_t* cols = reinterpret_cast<std::int32_t*>(shared + 2 * max_row);
+  RankEntry* ranked = reinterpret_cast<RankEntry*>(shared);
+  double* scores = shared + 2 * max_row;
+  double* weights = scores + max_row;
+  std::int32_t* cols = reinterpret_cast<std::int32_t*>(weights + max_row);
   std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(cols + max_row);
   __shared__ int near_count, far_count, kept_count;
   __shared__ double row_max, denominator;
@@ -168,8 +176,15 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
     const double z = group_block_score(q, k_head + static_cast<std::int64_t>(cols[entry]) * p.dim, p.dim, lane) * p.scale;
     if (i < n && lane == 0) {
       scores[i] = z;
-      if (kinds[i] == kNear) atomicAdd(&near_count, 1);
-      else if (kinds[i] != kForced) atomicAdd(&far_count, 1);
+      // Each group's candidates go to their own list (in any order: a rank counts, it never looks
+      // at positions).
+      if (kinds[i] == kNear) {
+        const int at = atomicAdd(&near_count, 1);
+        if (!p.dynamic) ranked[at] = RankEntry{z, cols[i], 0};
+      } else if (kinds[i] != kForced) {
+        const int at = atomicAdd(&far_count, 1);
+        if (!p.dynamic) ranked[max_row - 1 - at] = RankEntry{z, cols[i], 0};
+      }
     }
   }
   __syncthreads();
@@ -188,12 +203,15 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
       if (!take) {
         const std::int32_t c = cols[i];
         const double own = scores[i];
+        const bool near = kind == kNear;
+        const RankEntry* group = near ? ranked : ranked + (max_row - far_count);
+        const int size = near ? near_count : far_count;
         int rank = 0;
-        for (int j = 0; j < n; ++j) {
-          const double s = scores[j];
-          rank += (kinds[j] == kind && (s > own || (s == own && cols[j] < c))) ? 1 : 0;
+        for (int j = 0; j < size; ++j) {
+          const RankEntry e = group[j];
+          rank += (e.score > own || (e.score == own && e.col < c)) ? 1 : 0;
         }
-        take = rank < (kind == kNear ? keep_near : keep_far);
+        take = rank < (near ? keep_near : keep_far);
       }
       keep[i] = take ? 1 : 0;
       kept += take ? 1 : 0;
@@ -254,7 +272,8 @@ __global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int
 }
 
 std::size_t select_shared_bytes(std::int64_t max_row) {
-  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
+  return static_cast<std::size_t>(max_row) *
+         (sizeof(RankEntry) + 2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
 template <class T>
@@ -440,13 +459,30 @@ namespace {
 // Waits for the last build and turns its NaN / Inf flags into errors.
 void finish_build(const int* device_flags, cudaStream_t stream) {
   check_cuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize (mask builder)");
-  int flags = 0;
-  check_cuda(cudaMemcpy(&flags, device_flags, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (flags)");
-  if (flags & kNonFiniteQ) throw Error("q", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
-  if (flags & kNonFiniteK) throw Error("k", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+  MaskBuildStatus status;
+  check_cuda(cudaMemcpy(&status.non_finite, device_flags, sizeof(int), cudaMemcpyDeviceToHost), "cudaMemcpy (flags)");
+  check_status(status);
 }
 
 }  // namespace
+
+void check_status(const MaskBuildStatus& status) {
+  if (status.non_finite & kNonFiniteQ) {
+    throw Error("q", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+  }
+  if (status.non_finite & kNonFiniteK) {
+    throw Error("k", "holds NaN or Inf (found by the GPU mask builder): inputs must be finite");
+  }
+}
+
+void CudaMaskBuilder::copy_status_async(MaskBuildStatus* status, void* stream_ptr) const {
+  const State& s = *state_;
+  const auto stream = static_cast<cudaStream_t>(stream_ptr);
+  check_cuda(cudaMemcpyAsync(&status->kept, s.row_offsets + s.rows, sizeof(std::int64_t), cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync (kept)");
+  check_cuda(cudaMemcpyAsync(&status->non_finite, s.flags, sizeof(int), cudaMemcpyDeviceToHost, stream),
+             "cudaMemcpyAsync (flags)");
+}
 
 std::int64_t CudaMaskBuilder::kept_blocks(void* stream_ptr) const {
   const State& s = *state_;

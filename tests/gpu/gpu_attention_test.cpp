@@ -31,62 +31,17 @@
 #include "dynamicrad/prior.h"
 #include "dynamicrad/select.h"
 #include "dynamicrad/tensor.h"
+#include "gpu_support.h"
 
 namespace dr = dynamicrad;
 
 namespace {
 
-// SplitMix64 with Box-Muller normals: the same stream on every platform.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  std::int64_t integer(std::int64_t lo, std::int64_t hi) {
-    return lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo + 1));
-  }
-  double normal() {
-    double u1 = uniform();
-    while (u1 <= 0.0) u1 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * uniform());
-  }
-
- private:
-  std::uint64_t state_;
-};
-
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
-
-// A device buffer freed on scope exit.
-struct DeviceBuffer {
-  void* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t bytes) { check(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 16)), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(ptr); }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
-
-dr::Shape shape_of(std::int64_t b, std::int64_t t, std::int64_t h, std::int64_t d) {
-  dr::Shape s;
-  s.batch = b;
-  s.tokens = t;
-  s.heads = h;
-  s.head_dim = d;
-  return s;
-}
-
-dr::HostTensor random_tensor(Rng& rng, dr::DType dtype, const dr::Shape& shape, double stddev) {
-  dr::HostTensor t(dtype, shape);
-  for (std::int64_t i = 0; i < shape.elements(); ++i) t.set(i, static_cast<float>(stddev * rng.normal()));
-  return t;
-}
+using gpu_test::check;
+using gpu_test::DeviceBuffer;
+using gpu_test::random_tensor;
+using gpu_test::Rng;
+using gpu_test::shape_of;
 
 // ---- layouts ------------------------------------------------------------------------------------
 
@@ -219,10 +174,7 @@ Result run_case(const Case& c, Rng& rng) {
   res.layout_density = density(layout);
 
   // Oracle.
-  dr::HostTensor ref(dr::DType::f32, shape);
-  std::vector<float> ref_lse(static_cast<std::size_t>(shape.batch * shape.heads * shape.tokens));
-  dr::AttentionArgs host_args{q.view(), k.view(), v.view(), ref.mutable_view(), ref_lse.data(), nullptr};
-  dr::attention_reference(host_args, dr::AttentionOptions{}, &layout);
+  const gpu_test::Reference ref = gpu_test::attention_oracle(q, k, v, layout);
 
   // GPU.
   dr::CudaAttentionOptions options;
@@ -233,12 +185,12 @@ Result run_case(const Case& c, Rng& rng) {
   options.schedule = c.schedule;
   const auto backend = dr::plan_cuda_attention(layout, options);
   res.backend = backend->name();
-  const std::size_t bytes = static_cast<std::size_t>(shape.elements()) * dr::dtype_size(c.dtype);
-  const std::size_t lse_bytes = ref_lse.size() * sizeof(float);
+  const std::size_t bytes = gpu_test::bytes_of(q);
+  const std::size_t lse_bytes = ref.lse.size() * sizeof(float);
   DeviceBuffer dq(bytes), dk(bytes), dv(bytes), dout(bytes), dlse(lse_bytes);
-  check(cudaMemcpy(dq.ptr, q.view().data, bytes, cudaMemcpyHostToDevice), "copy q");
-  check(cudaMemcpy(dk.ptr, k.view().data, bytes, cudaMemcpyHostToDevice), "copy k");
-  check(cudaMemcpy(dv.ptr, v.view().data, bytes, cudaMemcpyHostToDevice), "copy v");
+  gpu_test::upload(dq.ptr, q, "copy q");
+  gpu_test::upload(dk.ptr, k, "copy k");
+  gpu_test::upload(dv.ptr, v, "copy v");
   check(cudaMemset(dout.ptr, 0xFF, bytes), "poison out");  // all-ones bits: NaN in f16, bf16 and f32
   check(cudaMemset(dlse.ptr, 0xFF, lse_bytes), "poison lse");
   dr::AttentionArgs args;
@@ -268,26 +220,16 @@ Result run_case(const Case& c, Rng& rng) {
   check(cudaGetLastError(), "kernel");
   cudaStreamDestroy(stream);
 
-  dr::HostTensor got(c.dtype, shape);
-  check(cudaMemcpy(got.mutable_view().data, dout.ptr, bytes, cudaMemcpyDeviceToHost), "copy out");
-  std::vector<float> got_lse(ref_lse.size());
-  check(cudaMemcpy(got_lse.data(), dlse.ptr, lse_bytes, cudaMemcpyDeviceToHost), "copy lse");
+  const dr::HostTensor got = gpu_test::download(dout.ptr, c.dtype, shape, "copy out");
+  const std::vector<float> got_lse = gpu_test::download_floats(dlse.ptr, ref.lse.size(), "copy lse");
 
-  double err2 = 0.0, ref2 = 0.0;
-  for (std::int64_t i = 0; i < shape.elements(); ++i) {
-    const double a = got.get(i), b = ref.get(i);
-    if (!std::isfinite(a)) {
-      ++res.nonfinite;
-      continue;
-    }
-    err2 += (a - b) * (a - b);
-    ref2 += b * b;
-  }
-  res.rel_l2 = ref2 > 0.0 ? std::sqrt(err2 / ref2) : std::sqrt(err2);
+  const gpu_test::L2Error l2 = gpu_test::relative_l2(got, ref.out);
+  res.rel_l2 = l2.rel_l2;
+  res.nonfinite = l2.nonfinite;
   bool lse_ok = true;
   if (c.lse) {
-    for (std::size_t i = 0; i < ref_lse.size(); ++i) {
-      const float a = got_lse[i], b = ref_lse[i];
+    for (std::size_t i = 0; i < ref.lse.size(); ++i) {
+      const float a = got_lse[i], b = ref.lse[i];
       if (std::isinf(b) && b < 0) {
         if (!(std::isinf(a) && a < 0)) lse_ok = false;
       } else if (!std::isfinite(a)) {
@@ -392,16 +334,10 @@ bool run_api_checks(std::vector<std::string>& lines) {
        }},
   };
   for (const ApiCheck& chk : checks) {
-    std::string got = "no error";
-    bool ok = false;
-    try {
-      chk.body();
-    } catch (const dr::Error& e) {
-      got = e.what();
-      ok = e.field() == chk.expected_field;
-    } catch (const std::exception& e) {
-      got = std::string("other exception: ") + e.what();
-    }
+    const gpu_test::Thrown thrown = gpu_test::thrown_by(chk.body);
+    const bool ok = thrown.error && thrown.field == chk.expected_field;
+    const std::string got =
+        thrown.error ? thrown.what : thrown.other ? "other exception: " + thrown.what : std::string("no error");
     all_ok = all_ok && ok;
     char line[512];
     std::snprintf(line, sizeof(line), "%-34s expects %-18s %-4s  %s", chk.name.c_str(), chk.expected_field.c_str(),
@@ -463,60 +399,29 @@ std::vector<Case> build_cases(bool quick, const std::string& which) {
   return cases;
 }
 
+// One table row; a case that threw has no backend yet and shows the kernel it asked for.
+void print_row(std::size_t i, const Case& c, const Result& r) {
+  const std::string backend = r.backend.empty() ? dr::to_string(c.kernel) : r.backend;
+  std::printf("%-3zu %-13s %-5s %4d %5d %2lld %3lld %6lld %-7s %7.3f %3s %5s %6s %10.2e %10.2e %8s  %s\n", i,
+              backend.c_str(), dr::to_string(c.dtype).c_str(), c.head_dim, c.block, static_cast<long long>(c.batch),
+              static_cast<long long>(c.heads), static_cast<long long>(r.tokens), to_cstr(c.layout), r.layout_density,
+              c.lse ? "yes" : "no", c.graph ? "yes" : "no", c.stages == 0 ? "auto" : std::to_string(c.stages).c_str(),
+              r.rel_l2, r.lse_err, r.ok ? "ok" : "FAIL", r.note.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false;
-  std::uint64_t seed = 20261126;
-  std::string which = "all";
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-    } else if (a == "--seed" && i + 1 < argc) {
-      seed = std::stoull(argv[++i]);
-    } else if (a == "--kernel" && i + 1 < argc) {
-      which = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--seed N] [--kernel all|wgmma|mma-sync]\n", argv[0]);
-      return 2;
-    }
-  }
-  int devices = 0;
-  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "no CUDA device\n");
-    return 2;
-  }
-  cudaDeviceProp prop{};
-  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
-  std::printf("device: %s (sm_%d%d, %d SMs), seed %llu\n", prop.name, prop.major, prop.minor,
-              prop.multiProcessorCount, static_cast<unsigned long long>(seed));
+  gpu_test::CommandLine cl{false, 20261126, "all"};
+  const char* options = "[--quick] [--seed N] [--kernel all|wgmma|mma-sync]";
+  if (!gpu_test::start_program(argc, argv, true, options, cl)) return 2;
 
-  Rng rng(seed);
-  int failures = 0;
+  Rng rng(cl.seed);
   std::printf("\n%-3s %-13s %-5s %4s %5s %2s %3s %6s %-7s %7s %3s %5s %6s %10s %10s %8s  %s\n", "#", "backend", "dtype",
               "dim", "block", "B", "H", "T", "layout", "density", "lse", "graph", "stages", "rel_l2", "lse_err", "status",
               "note");
-  const std::vector<Case> cases = build_cases(quick, which);
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const Case& c = cases[i];
-    Result r;
-    try {
-      r = run_case(c, rng);
-    } catch (const std::exception& e) {
-      r.ok = false;
-      r.note = std::string("exception: ") + e.what();
-      r.backend = dr::to_string(c.kernel);
-    }
-    failures += r.ok ? 0 : 1;
-    std::printf("%-3zu %-13s %-5s %4d %5d %2lld %3lld %6lld %-7s %7.3f %3s %5s %6s %10.2e %10.2e %8s  %s\n", i,
-                r.backend.c_str(), dr::to_string(c.dtype).c_str(), c.head_dim, c.block,
-                static_cast<long long>(c.batch), static_cast<long long>(c.heads), static_cast<long long>(r.tokens),
-                to_cstr(c.layout), r.layout_density, c.lse ? "yes" : "no", c.graph ? "yes" : "no",
-                c.stages == 0 ? "auto" : std::to_string(c.stages).c_str(), r.rel_l2, r.lse_err, r.ok ? "ok" : "FAIL",
-                r.note.c_str());
-    std::fflush(stdout);
-  }
+  const std::vector<Case> cases = build_cases(cl.quick, cl.kernel);
+  int failures = gpu_test::run_cases<Result>(cases, [&](const Case& c) { return run_case(c, rng); }, print_row);
 
   std::vector<std::string> api_lines;
   bool api_ok = false;

@@ -17,27 +17,22 @@
 #include "dynamicrad/error.h"
 #include "dynamicrad/presets.h"
 #include "dynamicrad/synthetic.h"
+#include "gpu_support.h"
 
 using namespace dynamicrad;
 
 namespace {
 
-void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
-}
+using gpu_test::check;
 
+// A device copy of a host tensor, freed on scope exit.
 struct DeviceTensor {
-  void* ptr = nullptr;
+  gpu_test::DeviceBuffer buffer;
   ConstTensor view;
-  explicit DeviceTensor(const HostTensor& host) {
-    const std::size_t bytes = static_cast<std::size_t>(host.shape().elements()) * dtype_size(host.dtype());
-    check(cudaMalloc(&ptr, bytes), "cudaMalloc");
-    check(cudaMemcpy(ptr, host.view().data, bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
-    view = ConstTensor{ptr, host.dtype(), host.shape()};
+  explicit DeviceTensor(const HostTensor& host)
+      : buffer(gpu_test::bytes_of(host)), view{buffer.ptr, host.dtype(), host.shape()} {
+    gpu_test::upload(buffer.ptr, host, "cudaMemcpy");
   }
-  ~DeviceTensor() { cudaFree(ptr); }
-  DeviceTensor(const DeviceTensor&) = delete;
-  DeviceTensor& operator=(const DeviceTensor&) = delete;
 };
 
 bool same_layout(const BlockLayout& a, const BlockLayout& b, std::string& why) {

@@ -1,0 +1,310 @@
+"""One denoising step of a full-size video transformer, stock attention against DynamicRad.
+
+Builds the transformer from the model's diffusers config with random bf16 weights directly on the
+GPU (no download, no checkpoint), then times one transformer call (batch 1; a classifier-free
+guidance step is two such calls) with:
+  - stock attention: diffusers' processor through torch SDPA, its default backend and cuDNN;
+  - DynamicRad at each target sparsity (static-ratio, ratios found by bisection on the engine so
+    that the sparse layers keep the target share of block pairs; the first layer stays dense).
+Also: DynamicRad's own overhead (layout selection per layer, timed alone), the GPU memory of both
+runs, and the modelled 50-step total with the reference warm-up (12 dense steps).
+
+    python bench/gpu/bench_step.py --model wan --out results/step.json
+    python bench/gpu/bench_step.py --model hunyuan
+    python bench/gpu/bench_step.py --tiny --device cpu      # smoke test of the script
+
+Needs: an sm_90 GPU, torch, diffusers, and the dynamicrad package (pip install ., or
+PYTHONPATH=python with DYNAMICRAD_LIBRARY pointing at a built libdynamicrad_c.so).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import dynamicrad
+
+# diffusers configs of the released checkpoints (transformer/config.json).
+WAN_14B = dict(
+    patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
+    text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+    qk_norm="rms_norm_across_heads", eps=1e-6, rope_max_seq_len=1024,
+)
+HUNYUAN_13B = dict(
+    in_channels=16, out_channels=16, num_attention_heads=24, attention_head_dim=128, num_layers=20,
+    num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0, patch_size=2, patch_size_t=1, qk_norm="rms_norm",
+    guidance_embeds=True, text_embed_dim=4096, pooled_projection_dim=768, rope_theta=256.0, rope_axes_dim=(16, 56, 56),
+)
+
+
+# Tiny versions of both (--tiny): a smoke test of this script, also on the CPU.
+WAN_TINY = dict(WAN_14B, num_attention_heads=2, attention_head_dim=64, text_dim=64, freq_dim=32, ffn_dim=128,
+                num_layers=3, in_channels=4, out_channels=4, rope_max_seq_len=64)
+HUNYUAN_TINY = dict(HUNYUAN_13B, in_channels=4, out_channels=4, num_attention_heads=2, attention_head_dim=64,
+                    num_layers=2, num_single_layers=2, num_refiner_layers=1, text_embed_dim=64,
+                    pooled_projection_dim=16, rope_axes_dim=(16, 24, 24))
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def random_init(model: torch.nn.Module, device: str) -> None:
+    """Weights ~ N(0, 1/fan_in) for matrices (activations keep their scale), norms 1, biases 0."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.normal_(0.0, 1.0 / math.sqrt(fan_in), generator=gen)
+            elif name.endswith("bias"):
+                p.zero_()
+            elif "scale_shift_table" in name:
+                p.normal_(0.0, 0.02, generator=gen)
+            else:
+                p.fill_(1.0)
+
+
+def build(model_name: str, tiny: bool, device: str) -> tuple:
+    """The transformer (bf16, random weights, on `device`) and the keyword inputs of one call."""
+    from diffusers import HunyuanVideoTransformer3DModel, WanTransformer3DModel
+
+    if model_name == "wan":
+        cls, config = WanTransformer3DModel, WAN_TINY if tiny else WAN_14B
+        latents = (1, 16, 21, 90, 160)  # 720p x 81 frames: (81 - 1) / 4 + 1 latent frames, 720/8 x 1280/8
+    else:
+        cls, config = HunyuanVideoTransformer3DModel, HUNYUAN_TINY if tiny else HUNYUAN_13B
+        latents = (1, 16, 33, 90, 160)  # 720p x 129 frames
+    if tiny:
+        latents = (1, 4, 5, 32, 32)
+    text_dim = config.get("text_dim", config.get("text_embed_dim"))
+    with torch.device("meta"):
+        model = cls(**config)
+    model = model.to(dtype=torch.bfloat16).to_empty(device=device)
+    keep_fp32 = getattr(cls, "_keep_in_fp32_modules", None) or []
+    for name, module in model.named_modules():
+        if any(name.split(".")[-1] == k or name == k for k in keep_fp32):
+            module.float()
+    random_init(model, device)
+    if model_name == "wan":
+        # Buffers computed in __init__ (the rotary tables) were lost on the meta device: rebuild them.
+        fresh = type(model.rope)(config["attention_head_dim"], config["patch_size"], config["rope_max_seq_len"])
+        model.rope = fresh.to(device)
+    model.eval().requires_grad_(False)
+    gen = torch.Generator(device=device).manual_seed(1)
+    x = torch.randn(latents, device=device, dtype=torch.bfloat16, generator=gen)
+    if model_name == "wan":
+        inputs = dict(
+            hidden_states=x, timestep=torch.tensor([500.0], device=device),
+            encoder_hidden_states=torch.randn(1, 512, text_dim, device=device, dtype=torch.bfloat16, generator=gen),
+        )
+    else:
+        mask = torch.zeros(1, 256, dtype=torch.int64, device=device)
+        mask[:, :120] = 1  # a 120-token prompt padded to 256, as the pipeline's tokenizer does
+        inputs = dict(
+            hidden_states=x, timestep=torch.tensor([500.0], device=device),
+            encoder_hidden_states=torch.randn(1, 256, text_dim, device=device, dtype=torch.bfloat16, generator=gen),
+            encoder_attention_mask=mask,
+            pooled_projections=torch.randn(1, config["pooled_projection_dim"], device=device, dtype=torch.bfloat16,
+                                           generator=gen),
+            guidance=torch.tensor([6016.0], device=device, dtype=torch.bfloat16),
+        )
+    n_params = sum(p.numel() for p in model.parameters())
+    return model, inputs, n_params
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def time_call(model, inputs, repeats: int) -> tuple:
+    """Mean and min seconds of one forward over `repeats` timed runs after one warm-up; the output."""
+    with torch.no_grad():
+        out = model(**inputs).sample
+        synchronize()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            out = model(**inputs).sample
+            synchronize()
+            times.append(time.perf_counter() - start)
+    return sum(times) / len(times), min(times), out
+
+
+def ratio_for(geometry: dynamicrad.Geometry, prior: dict, target: float, device: str) -> tuple:
+    """Static-ratio r (r_near = r_far = r) whose layouts reach `target` sparsity (the budget of
+    static-ratio depends only on the prior, so random Q/K suffice). Returns (r, achieved)."""
+    engine = dynamicrad.Engine(geometry, prior=prior, device=device)
+    q = torch.randn(1, geometry.tokens, geometry.heads, geometry.head_dim, device=device, dtype=torch.bfloat16)
+    k = torch.randn_like(q)
+
+    def sparsity(r):
+        engine.select(q, k, dynamicrad.Selection("static-ratio", r_near=r, r_far=r), 0)
+        kept, total = engine.kept(0)
+        return 1.0 - kept / total
+
+    lo, hi = 0.0, 1.0
+    if sparsity(0.0) < target:
+        achieved = sparsity(0.0)
+        engine.close()
+        return 0.0, achieved
+    for _ in range(14):
+        mid = (lo + hi) / 2
+        if sparsity(mid) >= target:
+            lo = mid
+        else:
+            hi = mid
+    achieved = sparsity(lo)
+    engine.close()
+    return lo, achieved
+
+
+def selection_overhead(state, layers: int, device: str, repeats: int = 10) -> float:
+    """Seconds of layout selection for `layers` layers: the engine's select() alone on layer-shaped
+    random Q/K (a slot no layer uses)."""
+    engine = next(iter(state._engines.values()))
+    g = engine.geometry
+    selection = state.selection(g)
+    q = torch.randn(1, g.tokens, g.heads, g.head_dim, device=device, dtype=torch.bfloat16)
+    k = torch.randn_like(q)
+    slot = 0
+    engine.select(q, k, selection, slot)
+    synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        engine.select(q, k, selection, slot)
+    synchronize()
+    return (time.perf_counter() - start) / repeats * layers
+
+
+def reset_peak() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_bytes() -> int:
+    return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
+
+
+def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str) -> dict:
+    t0 = time.time()
+    model, inputs, n_params = build(model_name, tiny, device)
+    log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
+    result = {"model": model_name, "parameters": n_params,
+              "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+              "latents": list(inputs["hidden_states"].shape)}
+
+    reset_peak()
+    mean, best, dense_out = time_call(model, inputs, repeats)
+    result["stock_sdpa_default"] = {"mean_s": mean, "min_s": best, "peak_bytes": peak_bytes()}
+    log(f"[{model_name}] stock SDPA (default backend): {mean:.3f} s")
+    result["stock_sdpa_cudnn"] = None
+    if device == "cuda":
+        with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+            mean, best, _ = time_call(model, inputs, repeats)
+        result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best}
+        log(f"[{model_name}] stock SDPA (cuDNN): {mean:.3f} s")
+    dense = min(x["mean_s"] for x in (result["stock_sdpa_default"], result["stock_sdpa_cudnn"]) if x)
+    result["stock_best_s"] = dense
+    stock_peak = result["stock_sdpa_default"]["peak_bytes"]
+
+    _, _, frames, height, width = inputs["hidden_states"].shape
+    text = int(inputs["encoder_attention_mask"].sum()) if "encoder_attention_mask" in inputs else 0
+    heads = model.config.num_attention_heads
+    block = 32 if tiny else 128
+    geometry = dynamicrad.Geometry(frames=frames, height=height // 2, width=width // 2, heads=heads,
+                                   head_dim=model.config.attention_head_dim, text_tokens=text,
+                                   text_placement="suffix" if text else "none", block_size=block)
+    lut = dynamicrad.lut_entry("high", "static-ratio")
+    prior = dict(lut.prior)  # dense_adjacent off: the forced blocks leave room for 90% sparsity
+    runs = []
+    for target in sparsities:
+        r, achieved = ratio_for(geometry, prior, target, device)
+        if achieved < target - 0.01:
+            log(f"[{model_name}] target sparsity {target} is out of reach: the prior's forced blocks alone leave "
+                f"{achieved:.3f}")
+        state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
+                                  prior=prior, selection={"r_near": r, "r_far": r}, block_size=block)
+        reset_peak()
+        mean, best, out = time_call(model, inputs, repeats)
+        peak = peak_bytes()
+        reports = state.report()
+        sparse_layers = [x for x in reports if not x.dense]
+        layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
+        overhead = selection_overhead(state, len(sparse_layers), device)
+        engine_bytes = state.device_bytes()
+        err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
+        entry = {
+            "target_sparsity": target, "ratio": r, "layer_sparsity": layer_sparsity,
+            "mean_s": mean, "min_s": best, "speedup": dense / mean,
+            "selection_s": overhead, "selection_share": overhead / mean,
+            "peak_bytes": peak, "engine_device_bytes": engine_bytes,
+            "extra_memory_share": (peak + engine_bytes - stock_peak) / stock_peak if stock_peak else 0.0,
+            "relative_error_vs_stock": err,
+            "fifty_steps": {
+                "stock_s": 50 * dense,
+                "dynamicrad_s": 12 * dense + 38 * mean,
+                "speedup": 50 * dense / (12 * dense + 38 * mean),
+            },
+        }
+        runs.append(entry)
+        log(f"[{model_name}] sparsity {layer_sparsity:.3f} (target {target}): {mean:.3f} s, "
+            f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
+            f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}")
+        dynamicrad.disable(model)
+    result["dynamicrad"] = runs
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["wan", "hunyuan", "both"], default="both")
+    parser.add_argument("--sparsities", default="0.80,0.85,0.90")
+    parser.add_argument("--repeats", type=int, default=2, help="timed calls after one warm-up")
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test of this script")
+    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
+    args = parser.parse_args()
+    try:
+        sparsities = [float(s) for s in args.sparsities.split(",")]
+    except ValueError:
+        parser.error(f"--sparsities {args.sparsities!r}: expected comma-separated numbers in (0, 1)")
+    if any(not 0.0 < s < 1.0 for s in sparsities):
+        parser.error(f"--sparsities {args.sparsities!r}: every value must be in (0, 1)")
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    if args.device == "cpu" and not args.tiny:
+        parser.error("--device cpu needs --tiny (the full-size models are for the GPU)")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_step: needs a CUDA GPU (or --tiny --device cpu)", file=sys.stderr)
+        return 1
+    models = ["wan", "hunyuan"] if args.model == "both" else [args.model]
+    results = [run(m, sparsities, args.repeats, args.tiny, args.device) for m in models]
+    for r in results:
+        print(f"\n{r['model']} on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
+        cudnn = r["stock_sdpa_cudnn"]
+        print(f"  stock SDPA default {r['stock_sdpa_default']['mean_s']:.3f} s"
+              + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else ""))
+        print("  target  achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
+        for x in r["dynamicrad"]:
+            print(f"  {x['target_sparsity']:.2f}    {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
+                  f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
+                  f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""What ``dynamicrad.enable`` takes: one validated options object (defaults in one place)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from .engine import MODES, REGIMES
+
+TOKEN_ORDERS = ("raster", "tiled3d")
+_PRIOR_KEYS = ("gamma", "lambda", "theta_m", "theta_c", "dense_adjacent", "first_frame_sink")
+_SELECTION_KEYS = ("r_near", "r_far", "tau_near", "tau_far")
+
+
+@dataclass
+class DynamicRadConfig:
+    """Options of a DynamicRad-enabled pipeline.
+
+    regime:            motion regime, picks the LUT row: "low", "mid" or "high" (the router will
+                       choose it from the prompt later).
+    mode:              "static-ratio" (speed first) or "dynamic-threshold" (quality first); None
+                       takes the regime's default from the paper (static-ratio for low/mid motion).
+    lut:               a LUT JSON file (``dynamicrad tune`` writes one); None: the built-in table.
+    lut_geometry:      the preset the LUT's taus were tuned for (None: "wan2.1-14b-720p"); the
+                       dynamic-threshold taus are converted to each call's geometry.
+    warmup_steps:      denoising steps that stay dense at the start (reference: 12 of 50).
+    dense_layers:      self-attention layers, from the first, that stay dense (reference: 1).
+    refresh_interval:  build layouts every this many steps and reuse them in between (1: every
+                       step). Reuse keeps one layout per layer and call on the GPU.
+    token_order:       "raster" (the model's order) or "tiled3d" (applied once at model entry,
+                       undone at exit, rotary embeddings permuted to match).
+    block_size:        attention block (128: Hopper kernel; 64: portable kernel; CPU: 32/64/128).
+    prior, selection:  overrides of LUT fields, e.g. ``prior={"gamma": 2.0}``,
+                       ``selection={"r_near": 0.3}``.
+    threads:           CPU engine threads (0: all).
+    """
+
+    regime: str = "mid"
+    mode: Optional[str] = None
+    lut: Optional[str] = None
+    lut_geometry: Optional[str] = None
+    warmup_steps: int = 12
+    dense_layers: int = 1
+    refresh_interval: int = 1
+    token_order: str = "raster"
+    block_size: int = 128
+    prior: dict = field(default_factory=dict)
+    selection: dict = field(default_factory=dict)
+    threads: int = 0
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raises ValueError naming the field and its allowed values."""
+        if self.regime not in REGIMES:
+            raise ValueError(f"regime = {self.regime!r}: allowed values are {', '.join(REGIMES)}")
+        if self.mode is not None and self.mode not in MODES:
+            raise ValueError(f"mode = {self.mode!r}: allowed values are {', '.join(MODES)}, or None")
+        for name in ("warmup_steps", "dense_layers", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"{name} = {value!r}: must be an integer >= 0")
+        if not isinstance(self.refresh_interval, int) or isinstance(self.refresh_interval, bool) or self.refresh_interval < 1:
+            raise ValueError(f"refresh_interval = {self.refresh_interval!r}: must be an integer >= 1")
+        if self.token_order not in TOKEN_ORDERS:
+            raise ValueError(f"token_order = {self.token_order!r}: allowed values are {', '.join(TOKEN_ORDERS)}")
+        if self.block_size not in (32, 64, 128):
+            raise ValueError(f"block_size = {self.block_size!r}: allowed values are 32, 64, 128")
+        for name, keys in (("prior", _PRIOR_KEYS), ("selection", _SELECTION_KEYS)):
+            overrides = getattr(self, name)
+            if not isinstance(overrides, dict):
+                raise ValueError(f"{name}: must be a dict of overrides, got {type(overrides).__name__}")
+            for key in overrides:
+                if key not in keys:
+                    raise ValueError(f"{name}.{key}: unknown field; allowed: {', '.join(keys)}")

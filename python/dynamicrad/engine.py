@@ -1,0 +1,281 @@
+"""The engine from Python: geometry, selection parameters, LUT rows and ``Engine`` (one geometry,
+its radial prior and per-slot layouts), a thin wrapper of the C ABI."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import torch
+
+from . import _library as _lib
+
+REGIMES = ("low", "mid", "high")
+MODES = ("static-ratio", "dynamic-threshold")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one attention call's tokens are laid out (include/dynamicrad/geometry.h).
+
+    frames x height x width latent video tokens (after patching), then ``text_tokens`` text tokens
+    (HunyuanVideo's joint attention: ``text_placement="suffix"``)."""
+
+    frames: int
+    height: int
+    width: int
+    heads: int
+    head_dim: int
+    text_tokens: int = 0
+    text_placement: str = "none"
+    block_size: int = 128
+    token_order: str = "raster"
+    tile: Optional[tuple] = None
+
+    @property
+    def video_tokens(self) -> int:
+        return self.frames * self.height * self.width
+
+    @property
+    def tokens(self) -> int:
+        return self.video_tokens + self.text_tokens
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if d["tile"] is None:
+            del d["tile"]
+        else:
+            d["tile"] = list(d["tile"])
+        return json.dumps(d)
+
+    def token_permutation(self) -> torch.Tensor:
+        """perm[p] = raster position of the token at sequence position p (int64, CPU)."""
+        perm = torch.empty(self.tokens, dtype=torch.int64)
+        error = _lib.error_buffer()
+        status = _lib.library().dr_token_permutation(
+            self.to_json().encode(), ctypes.c_void_p(perm.data_ptr()), self.tokens, error, len(error)
+        )
+        _lib.check(status, error, "token_permutation")
+        return perm
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Dual-mode selection parameters (include/dynamicrad/select.h)."""
+
+    mode: str = "static-ratio"
+    r_near: float = 0.5
+    r_far: float = 0.25
+    tau_near: float = 0.002
+    tau_far: float = 0.004
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"selection.mode = {self.mode!r}: allowed values are {', '.join(MODES)}")
+
+    @property
+    def mode_code(self) -> int:
+        return _lib.MODE_STATIC_RATIO if self.mode == "static-ratio" else _lib.MODE_DYNAMIC_THRESHOLD
+
+
+@dataclass(frozen=True)
+class LutEntry:
+    """One LUT row: the radial prior parameters and the selection for a (regime, mode)."""
+
+    regime: str
+    prior: dict = field(default_factory=dict)
+    selection: Selection = field(default_factory=Selection)
+
+
+def lut_entry(
+    regime: str,
+    mode: Optional[str] = None,
+    lut: Optional[str] = None,
+    geometry: Optional[Geometry] = None,
+    lut_geometry: Optional[str] = None,
+) -> LutEntry:
+    """Reads a LUT row (the built-in table when ``lut`` is None). ``mode=None`` takes the regime's
+    default (static-ratio for low/mid, dynamic-threshold for high). With ``geometry``, the
+    dynamic-threshold taus are converted from ``lut_geometry`` (a preset name; default the Wan2.1-14B
+    720p geometry the built-in table is calibrated for) to that geometry."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime = {regime!r}: allowed values are {', '.join(REGIMES)}")
+    if mode is not None and mode not in MODES:
+        raise ValueError(f"mode = {mode!r}: allowed values are {', '.join(MODES)} (or None for the regime's default)")
+    lib = _lib.library()
+    text = _lib.call_text(
+        lib.dr_lut_entry,
+        None if lut is None else str(lut).encode(),
+        regime.encode(),
+        None if mode is None else mode.encode(),
+        None if geometry is None else geometry.to_json().encode(),
+        None if lut_geometry is None else lut_geometry.encode(),
+    )
+    row = json.loads(text)["rows"][0]
+    return LutEntry(regime=row["regime"], prior=row["prior"], selection=Selection(mode=row["mode"], **row["selection"]))
+
+
+_DTYPES = {torch.float32: _lib.DTYPE_F32, torch.float16: _lib.DTYPE_F16, torch.bfloat16: _lib.DTYPE_BF16}
+
+
+def c_tensor(t: torch.Tensor, name: str) -> _lib.Tensor:
+    if t.dtype not in _DTYPES:
+        raise ValueError(f"{name}: dtype {t.dtype} is not supported (float32, float16, bfloat16)")
+    if t.dim() != 4:
+        raise ValueError(f"{name}: expected [batch, tokens, heads, head_dim], got shape {tuple(t.shape)}")
+    if not t.is_contiguous():
+        raise ValueError(f"{name}: must be contiguous")
+    b, n, h, d = t.shape
+    return _lib.Tensor(t.data_ptr(), _DTYPES[t.dtype], b, n, h, d)
+
+
+class Engine:
+    """One geometry's radial prior and layouts on one device (include/dynamicrad/engine.h).
+
+    ``slots``: how many layouts can be told apart (an integration uses one slot per layer);
+    ``keep_layouts``: every slot keeps its own layout (for refresh intervals), otherwise a slot's
+    layout is only usable until the next ``select``."""
+
+    def __init__(
+        self,
+        geometry: Geometry,
+        prior: Optional[dict] = None,
+        device: "str | torch.device" = "cpu",
+        slots: int = 1,
+        keep_layouts: bool = False,
+        scale: float = 0.0,
+        threads: int = 0,
+    ):
+        device = torch.device(device)
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"device = {device}: allowed device types are cpu, cuda")
+        self.geometry = geometry
+        self.device = device
+        options = {
+            "geometry": json.loads(geometry.to_json()),
+            "device": device.type,
+            "slots": slots,
+            "keep_layouts": keep_layouts,
+            "scale": scale,
+            "threads": threads,
+        }
+        if prior is not None:
+            options["prior"] = dict(prior)
+        if device.type == "cuda":
+            index = device.index if device.index is not None else torch.cuda.current_device()
+            self.device = torch.device("cuda", index)
+            options["cuda_device"] = index
+        handle = ctypes.c_void_p()
+        error = _lib.error_buffer()
+        status = _lib.library().dr_engine_create(json.dumps(options).encode(), ctypes.byref(handle), error, len(error))
+        _lib.check(status, error, "Engine")
+        self._handle = handle
+
+    @property
+    def handle(self) -> int:
+        """The C handle as an integer (what the torch operator takes)."""
+        if not self._handle:
+            raise ValueError("engine: closed")
+        return int(self._handle.value)
+
+    def close(self) -> None:
+        if getattr(self, "_handle", None):
+            _lib.library().dr_engine_destroy(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        self.close()
+
+    def describe(self) -> dict:
+        """tokens, blocks, the prior's forced / near / far block counts and density, device bytes."""
+        lib = _lib.library()
+        return json.loads(_lib.call_text(lib.dr_engine_describe, self._handle))
+
+    def kept(self, slot: int) -> tuple:
+        """(kept block pairs, dense block pairs) of the slot's last layout (synchronises the device)."""
+        kept, total = ctypes.c_int64(), ctypes.c_int64()
+        error = _lib.error_buffer()
+        status = _lib.library().dr_engine_kept(
+            self._handle, slot, ctypes.byref(kept), ctypes.byref(total), error, len(error)
+        )
+        _lib.check(status, error, "kept")
+        return kept.value, total.value
+
+    def layout(self, slot: int) -> tuple:
+        """The slot's layout as CSR (row_offsets int64 [rows + 1], col_indices int32), CPU tensors."""
+        lib = _lib.library()
+        rows, entries = ctypes.c_int64(), ctypes.c_int64()
+        error = _lib.error_buffer()
+        status = lib.dr_engine_layout(self._handle, slot, ctypes.byref(rows), ctypes.byref(entries), None, None, error, len(error))
+        _lib.check(status, error, "layout")
+        offsets = torch.empty(rows.value + 1, dtype=torch.int64)
+        cols = torch.empty(entries.value, dtype=torch.int32)
+        status = lib.dr_engine_layout(
+            self._handle, slot, ctypes.byref(rows), ctypes.byref(entries),
+            ctypes.c_void_p(offsets.data_ptr()), ctypes.c_void_p(cols.data_ptr()), error, len(error),
+        )
+        _lib.check(status, error, "layout")
+        return offsets, cols
+
+    def select(self, q: torch.Tensor, k: torch.Tensor, selection: Selection, slot: int = 0) -> None:
+        """Selects the slot's layout from q and k ([batch, tokens, heads, head_dim])."""
+        select_into(self.handle, q, k, selection.mode_code, selection.r_near, selection.r_far,
+                    selection.tau_near, selection.tau_far, slot)
+
+    def attend(self, q, k, v, out, lse: Optional[torch.Tensor], slot: int = 0) -> None:
+        """Writes attention over the slot's layout into ``out`` (and ``lse``, float32 [batch, heads, tokens])."""
+        attend_into(self.handle, q, k, v, out, lse, slot)
+
+
+def _stream(t: torch.Tensor):
+    if t.device.type != "cuda":
+        return None
+    return ctypes.c_void_p(torch.cuda.current_stream(t.device).cuda_stream)
+
+
+def check_engine_device(handle: int, t: torch.Tensor, name: str) -> None:
+    """Raises ValueError unless ``t`` lives on the engine's device (pointers are passed unchecked)."""
+    kind, ordinal = ctypes.c_int32(), ctypes.c_int32()
+    error = _lib.error_buffer()
+    status = _lib.library().dr_engine_device(
+        ctypes.c_void_p(handle), ctypes.byref(kind), ctypes.byref(ordinal), error, len(error)
+    )
+    _lib.check(status, error, "engine")
+    want = "cuda" if kind.value == 1 else "cpu"
+    if t.device.type != want or (want == "cuda" and ordinal.value >= 0 and t.device.index != ordinal.value):
+        where = want if want == "cpu" or ordinal.value < 0 else f"cuda:{ordinal.value}"
+        raise ValueError(f"{name}: on {t.device}, the engine runs on {where}")
+
+
+def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_near: float, tau_far: float,
+                slot: int) -> None:
+    """dr_engine_select on a raw handle (the torch operator's path)."""
+    check_engine_device(handle, q, "q")
+    cq, ck = c_tensor(q, "q"), c_tensor(k, "k")
+    sel = _lib.Selection(mode, r_near, r_far, tau_near, tau_far)
+    error = _lib.error_buffer()
+    status = _lib.library().dr_engine_select(
+        ctypes.c_void_p(handle), ctypes.byref(cq), ctypes.byref(ck), ctypes.byref(sel), slot, _stream(q), error,
+        len(error),
+    )
+    _lib.check(status, error, "select")
+
+
+def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: int) -> None:
+    """dr_engine_attend on a raw handle (the torch operator's path)."""
+    for t, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out")):
+        check_engine_device(handle, t, name)
+    tensors = [c_tensor(t, name) for t, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out"))]
+    lse_ptr = None
+    if lse is not None:
+        b, n, h, _ = q.shape
+        if lse.dtype != torch.float32 or tuple(lse.shape) != (b, h, n) or not lse.is_contiguous():
+            raise ValueError(f"lse: expected contiguous float32 {(b, h, n)}, got {lse.dtype} {tuple(lse.shape)}")
+        lse_ptr = ctypes.c_void_p(lse.data_ptr())
+    error = _lib.error_buffer()
+    status = _lib.library().dr_engine_attend(
+        ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, slot, _stream(q), error, len(error)
+    )
+    _lib.check(status, error, "attend")

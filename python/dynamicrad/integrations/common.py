@@ -1,0 +1,74 @@
+"""Pieces both model integrations use: the transformer entry hook and processor bookkeeping."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..state import DynamicRadState, VideoShape
+
+
+class LayerProcessor:
+    """What every DynamicRad attention processor knows: its state, where its layer sits, and the
+    stock processor it falls back on (warm-up steps, dense layers) and disable() restores."""
+
+    def __init__(self, state: DynamicRadState, layer: int, layer_in_model: int, stock):
+        self.state = state
+        self.layer = layer  # across the pipeline's transformers: slots and reports
+        self.layer_in_model = layer_in_model  # inside this transformer: the dense-layer rule
+        self.stock = stock
+
+
+def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
+    """A forward argument given by position or keyword (diffusers pipelines use keywords)."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[index] if len(args) > index else None
+
+
+def video_shape(latents: torch.Tensor, patch: tuple) -> VideoShape:
+    """Latent tokens after patching; ValueError when the latents do not divide by the patch."""
+    if latents is None or latents.dim() != 5:
+        shape = None if latents is None else tuple(latents.shape)
+        raise ValueError(f"hidden_states: expected latents [batch, channels, frames, height, width], got {shape}")
+    _, _, f, h, w = latents.shape
+    pt, ph, pw = patch
+    if f % pt or h % ph or w % pw:
+        raise ValueError(
+            f"hidden_states: latent frames x height x width {f} x {h} x {w} do not divide by the patch "
+            f"{pt} x {ph} x {pw}: the token geometry would not match the model's"
+        )
+    return VideoShape(f // pt, h // ph, w // pw)
+
+
+def install_processor(attn: torch.nn.Module, processor: Any, state: DynamicRadState) -> None:
+    stock = attn.processor
+    attn.set_processor(processor)
+    state.add_restore(lambda: attn.set_processor(stock))
+
+
+def add_hook(state: DynamicRadState, handle: Any) -> None:
+    state.add_restore(handle.remove)
+
+
+def install_entry_hooks(
+    model: torch.nn.Module,
+    state: DynamicRadState,
+    on_entry: Callable[[tuple, dict], None],
+) -> None:
+    """Runs ``on_entry(args, kwargs)`` before every transformer call and clears the call's geometry
+    after it (also when the call raises)."""
+
+    def pre(module, args, kwargs):
+        on_entry(args, kwargs)
+
+    def post(module, args, kwargs, output):
+        state.end_call()
+
+    add_hook(state, model.register_forward_pre_hook(pre, with_kwargs=True))
+    add_hook(state, model.register_forward_hook(post, with_kwargs=True, always_call=True))
+
+
+def permute_tokens(x: torch.Tensor, index: Optional[torch.Tensor], dim: int) -> torch.Tensor:
+    return x if index is None else x.index_select(dim, index)

@@ -1,0 +1,147 @@
+"""HunyuanVideo (HunyuanVideoTransformer3DModel): DynamicRad on the joint video+text attention of
+the dual-stream and single-stream blocks (the text token refiner stays stock).
+
+The sequence is [video tokens, text tokens]; padded text tokens (``encoder_attention_mask``) are
+left out as keys exactly as the stock mask does. Batch elements with different prompt lengths run
+as separate groups; the outputs of padded text rows are zero (they only ever feed padded rows,
+which no valid token attends to)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from diffusers.models.embeddings import apply_rotary_emb
+
+from ..state import DynamicRadState
+from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processor, video_shape
+
+
+def self_attention_layers(model) -> list:
+    return [b.attn for b in model.transformer_blocks] + [b.attn for b in model.single_transformer_blocks]
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    return x.unflatten(2, (heads, -1))
+
+
+class HunyuanVideoAttentionProcessor(LayerProcessor):
+    """Stock projections, norms and rotary embedding; DynamicRad block-sparse joint attention."""
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        image_rotary_emb: Optional[tuple] = None,
+    ):
+        state = self.state
+        if state.is_dense(self.layer_in_model):
+            state.record_dense(self.layer)
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
+        single_stream = attn.add_q_proj is None
+        text = 0 if encoder_hidden_states is None else encoder_hidden_states.shape[1]
+        joint = torch.cat([hidden_states, encoder_hidden_states], dim=1) if single_stream and text else hidden_states
+
+        query = _heads(attn.to_q(joint), attn.heads)
+        key = _heads(attn.to_k(joint), attn.heads)
+        value = _heads(attn.to_v(joint), attn.heads)
+        if attn.norm_q is not None:
+            query = attn.norm_q(query)
+        if attn.norm_k is not None:
+            key = attn.norm_k(key)
+        if image_rotary_emb is not None:
+            if single_stream and text:
+                query = torch.cat([apply_rotary_emb(query[:, :-text], image_rotary_emb, sequence_dim=1), query[:, -text:]], 1)
+                key = torch.cat([apply_rotary_emb(key[:, :-text], image_rotary_emb, sequence_dim=1), key[:, -text:]], 1)
+            else:
+                query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
+                key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
+        if not single_stream and text:
+            text_query = _heads(attn.add_q_proj(encoder_hidden_states), attn.heads)
+            text_key = _heads(attn.add_k_proj(encoder_hidden_states), attn.heads)
+            text_value = _heads(attn.add_v_proj(encoder_hidden_states), attn.heads)
+            if attn.norm_added_q is not None:
+                text_query = attn.norm_added_q(text_query)
+            if attn.norm_added_k is not None:
+                text_key = attn.norm_added_k(text_key)
+            query = torch.cat([query, text_query], dim=1)
+            key = torch.cat([key, text_key], dim=1)
+            value = torch.cat([value, text_value], dim=1)
+
+        out = self._attend(query, key, value, text)
+        out = out.flatten(2, 3).to(query.dtype)
+        if encoder_hidden_states is None:
+            return out, None
+        out, text_out = out[:, :-text], out[:, -text:]
+        if getattr(attn, "to_out", None) is not None:
+            out = attn.to_out[1](attn.to_out[0](out))
+        if getattr(attn, "to_add_out", None) is not None:
+            text_out = attn.to_add_out(text_out)
+        return out, text_out
+
+    def _attend(self, query, key, value, text: int) -> torch.Tensor:
+        """Groups the batch by valid text length; padded text keys are left out."""
+        state = self.state
+        batch = query.shape[0]
+        lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
+        if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
+            raise ValueError(
+                f"encoder_attention_mask: valid text lengths {lengths} do not fit a batch of {batch} "
+                f"with {text} text tokens"
+            )
+        video = query.shape[1] - text
+        if all(n == text for n in lengths):
+            return state.attention(self.layer, query, key, value, text)
+        out = torch.zeros_like(query)
+        for n in sorted(set(lengths)):
+            rows = [b for b in range(batch) if lengths[b] == n]
+            index = torch.tensor(rows, device=query.device)
+            part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
+            out[index, : video + n] = state.attention(self.layer, *part, n)
+        return out
+
+
+def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
+    config = model.config
+    patch = (config.patch_size_t, config.patch_size, config.patch_size)
+    if state.config.token_order != "raster" and getattr(config, "image_condition_type", None) == "token_replace":
+        raise ValueError(
+            "token_order = 'tiled3d' is not supported with image_condition_type='token_replace' "
+            "(HunyuanVideo I2V replaces the first frame's tokens by position); use token_order='raster'"
+        )
+
+    def on_entry(args, kwargs):
+        latents = argument(args, kwargs, 0, "hidden_states")
+        timestep = argument(args, kwargs, 1, "timestep")
+        mask = argument(args, kwargs, 3, "encoder_attention_mask")
+        lengths = None if mask is None else [int(n) for n in mask.sum(dim=1).tolist()]
+        state.begin_call(timestep, video_shape(latents, patch), lengths)
+
+    install_entry_hooks(model, state, on_entry)
+    for index, attn in enumerate(self_attention_layers(model)):
+        install_processor(attn, HunyuanVideoAttentionProcessor(state, first_layer + index, index, attn.processor), state)
+    if state.config.token_order != "raster":
+        _install_token_order(model, state)
+
+
+def _install_token_order(model, state: DynamicRadState) -> None:
+    """3D-tiled order: permute the patch-embedded tokens and the rotary tables once, undo before the
+    output norm. Text tokens come after the video and never move."""
+
+    def rope_out(module, args, output):
+        perm = state.permutation(output[0].device)[0]
+        return tuple(f.index_select(0, perm) for f in output)
+
+    def embed_out(module, args, output):
+        perm = state.permutation(output.device)[0]
+        return output.index_select(1, perm)
+
+    def norm_in(module, args, kwargs):
+        inverse = state.permutation(args[0].device)[1]
+        return (args[0].index_select(1, inverse),) + tuple(args[1:]), kwargs
+
+    add_hook(state, model.rope.register_forward_hook(rope_out))
+    add_hook(state, model.x_embedder.register_forward_hook(embed_out))
+    add_hook(state, model.norm_out.register_forward_pre_hook(norm_in, with_kwargs=True))

@@ -1,0 +1,102 @@
+"""Wan2.1 / Wan2.2 (WanTransformer3DModel): DynamicRad on every block's self-attention (attn1);
+cross-attention (attn2) stays stock."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from ..state import DynamicRadState
+from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processor, video_shape
+
+
+def self_attention_layers(model) -> list:
+    return [block.attn1 for block in model.blocks]
+
+
+def _projections(attn, hidden_states: torch.Tensor) -> tuple:
+    if getattr(attn, "fused_projections", False):
+        return attn.to_qkv(hidden_states).chunk(3, dim=-1)
+    return attn.to_q(hidden_states), attn.to_k(hidden_states), attn.to_v(hidden_states)
+
+
+def _rotate(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding on interleaved pairs (x[2i], x[2i+1]) of [batch, tokens, heads, dim]."""
+    even, odd = x.unflatten(-1, (-1, 2)).unbind(-1)
+    cos, sin = freqs_cos[..., 0::2], freqs_sin[..., 1::2]
+    out = torch.empty_like(x)
+    out[..., 0::2] = even * cos - odd * sin
+    out[..., 1::2] = even * sin + odd * cos
+    return out.type_as(x)
+
+
+class WanSelfAttentionProcessor(LayerProcessor):
+    """Stock projections, norms and rotary embedding; DynamicRad block-sparse attention in place of
+    dense attention (the stock processor runs during warm-up steps and in dense layers)."""
+
+    def __call__(
+        self,
+        attn,
+        hidden_states: torch.Tensor,
+        encoder_hidden_states: Optional[torch.Tensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        rotary_emb: Optional[tuple] = None,
+    ) -> torch.Tensor:
+        state = self.state
+        if encoder_hidden_states is not None or attention_mask is not None or state.is_dense(self.layer_in_model):
+            state.record_dense(self.layer)
+            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
+        query, key, value = _projections(attn, hidden_states)
+        query, key = attn.norm_q(query), attn.norm_k(key)
+        query = query.unflatten(2, (attn.heads, -1))
+        key = key.unflatten(2, (attn.heads, -1))
+        value = value.unflatten(2, (attn.heads, -1))
+        if rotary_emb is not None:
+            query, key = _rotate(query, *rotary_emb), _rotate(key, *rotary_emb)
+        out = state.attention(self.layer, query, key, value)
+        out = out.flatten(2, 3).type_as(query)
+        out = attn.to_out[0](out)
+        return attn.to_out[1](out)
+
+
+def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
+    patch = tuple(model.config.patch_size)
+
+    def on_entry(args, kwargs):
+        latents = argument(args, kwargs, 0, "hidden_states")
+        timestep = argument(args, kwargs, 1, "timestep")
+        video = video_shape(latents, patch)
+        if state.config.token_order != "raster" and torch.is_tensor(timestep) and timestep.dim() == 2:
+            raise ValueError(
+                "token_order = 'tiled3d': per-token timesteps (Wan2.2 TI2V) are not supported in the tiled order; "
+                "use token_order='raster'"
+            )
+        state.begin_call(timestep, video)
+
+    install_entry_hooks(model, state, on_entry)
+    for index, attn in enumerate(self_attention_layers(model)):
+        install_processor(attn, WanSelfAttentionProcessor(state, first_layer + index, index, attn.processor), state)
+    if state.config.token_order != "raster":
+        _install_token_order(model, state)
+
+
+def _install_token_order(model, state: DynamicRadState) -> None:
+    """3D-tiled order: permute once after patch embedding (before the first block) and the rotary
+    tables to match, undo after the last block; the blocks in between see tiled tokens."""
+
+    def rope_out(module, args, output):
+        perm = state.permutation(output[0].device)[0]
+        return tuple(f.index_select(1, perm) for f in output)
+
+    def first_block_in(module, args, kwargs):
+        perm = state.permutation(args[0].device)[0]
+        return (args[0].index_select(1, perm),) + tuple(args[1:]), kwargs
+
+    def last_block_out(module, args, kwargs, output):
+        inverse = state.permutation(output.device)[1]
+        return output.index_select(1, inverse)
+
+    add_hook(state, model.rope.register_forward_hook(rope_out))
+    add_hook(state, model.blocks[0].register_forward_pre_hook(first_block_in, with_kwargs=True))
+    add_hook(state, model.blocks[-1].register_forward_hook(last_block_out, with_kwargs=True))

@@ -1,0 +1,71 @@
+"""DynamicRad as a torch operator: ``torch.ops.dynamicrad.sparse_attention``.
+
+One operator does what an attention layer needs: optionally select a new block layout from this
+call's Q and K (``select=True``; the layout is kept in the engine's ``slot``), then block-sparse
+attention over the slot's layout. CPU tensors run the CPU engine, CUDA tensors the Hopper kernels;
+which one is fixed by the engine the handle names. It returns the output and the log-sum-exp of
+every query row (float32 [batch, heads, tokens]), which the backward pass will need.
+
+Registered with ``torch.library.custom_op`` and a fake (meta) implementation, so ``torch.compile``
+traces through it without graph breaks. The engine handle and selection parameters are plain ints
+and floats, which the compiler treats as constants of the graph.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .engine import Engine, Selection, attend_into, select_into
+
+
+@torch.library.custom_op("dynamicrad::sparse_attention", mutates_args=())
+def _sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    engine: int,
+    slot: int,
+    select: bool,
+    mode: int,
+    r_near: float,
+    r_far: float,
+    tau_near: float,
+    tau_far: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    if select:
+        select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot)
+    out = torch.empty_like(q)
+    b, n, h, _ = q.shape
+    lse = torch.empty((b, h, n), dtype=torch.float32, device=q.device)
+    attend_into(engine, q, k, v, out, lse, slot)
+    return out, lse
+
+
+@_sparse_attention.register_fake
+def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far):
+    b, n, h, _ = q.shape
+    return torch.empty_like(q, memory_format=torch.contiguous_format), q.new_empty((b, h, n), dtype=torch.float32)
+
+
+def sparse_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    engine: Engine,
+    selection: Selection,
+    slot: int = 0,
+    select: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Block-sparse attention of q, k, v ([batch, tokens, heads, head_dim], the diffusers layout; no
+    transposes) with a layout selected from q and k inside the engine's radial prior.
+
+    Returns (out [batch, tokens, heads, head_dim], lse float32 [batch, heads, tokens])."""
+    return torch.ops.dynamicrad.sparse_attention(
+        q, k, v, engine.handle, slot, select, selection.mode_code,
+        selection.r_near, selection.r_far, selection.tau_near, selection.tau_far,
+    )

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# On a GPU machine: the CUDA engine's checks (C++ and Python), then the full-size denoising-step
+# benchmark (bench/gpu/bench_step.py). Uses the library and programs carried in .device-bin/
+# (scripts/device/build_carry.sh) and diffusers wheels carried in .pywhl/ when the image lacks it.
+#   MODEL=wan|hunyuan|both (default both), CHECKS=0 skips the checks. Results go to $OUT/step/.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-out}
+mkdir -p "$out/step"
+if ls .pywhl/*.whl >/dev/null 2>&1 && ! python3 -c "import diffusers" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .pywhl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export DYNAMICRAD_LIBRARY=$PWD/.device-bin/libdynamicrad_c.so
+export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+if [ "${CHECKS:-1}" != "0" ]; then
+  echo "== C++ engine check"
+  .device-bin/gpu_engine_test 2>&1 | tee "$out/step/gpu_engine_test.txt"
+  echo "== Python layer check"
+  python3 tests/gpu/gpu_torch_check.py 2>&1 | tee "$out/step/gpu_torch_check.txt"
+fi
+echo "== denoising step benchmark"
+python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" --out "$out/step/results-${MODEL:-both}.json" \
+  2>&1 | tee "$out/step/bench-${MODEL:-both}.txt"

@@ -1,0 +1,75 @@
+// The CPU engine: selection with pool_blocks + select_blocks, attention with the CPU block-sparse
+// backend. Layouts stay on the host.
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/check.h"
+#include "engine/engine_backend.h"
+
+namespace dynamicrad::detail {
+
+namespace {
+
+class CpuEngine final : public SparseAttentionEngine::Backend {
+ public:
+  CpuEngine(const RadialPrior& prior, const EngineOptions& options)
+      : prior_(prior), options_(options), counts_(static_cast<std::size_t>(options.slots)),
+        layouts_(static_cast<std::size_t>(options.keep_layouts ? options.slots : 1)) {}
+
+  void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot, void*) override {
+    VideoGeometry g = prior_.geometry;
+    g.batch = q.shape.batch;
+    const PooledBlocks pooled = pool_blocks(q, k, g);
+    BlockLayout layout = select_blocks(prior_, pooled, params);
+    counts_[slot] = KeptBlocks{layout.row_offsets.back(), layout.batch * layout.heads * layout.blocks * layout.blocks};
+    layouts_[index(slot)] = std::move(layout);
+    current_ = slot;
+  }
+
+  void attend(const AttentionArgs& args, int slot) const override {
+    const BlockLayout& layout = stored(slot);
+    require(args.q.shape.batch == layout.batch, "q",
+            "batch " + std::to_string(args.q.shape.batch) + " differs from the batch " + std::to_string(layout.batch) +
+                " slot " + std::to_string(slot) + "'s layout was selected for");
+    AttentionOptions o;
+    o.scale = options_.scale;
+    o.threads = options_.threads;
+    plan_cpu_attention(layout, o)->run(args);
+  }
+
+  KeptBlocks kept(int slot, void*) const override {
+    require(counts_[slot].total > 0, "slot", std::to_string(slot) + ": no layout was selected for it yet");
+    return counts_[slot];
+  }
+
+  BlockLayout layout(int slot, void*) const override { return stored(slot); }
+
+  std::int64_t device_bytes() const override { return 0; }
+
+ private:
+  std::size_t index(int slot) const { return options_.keep_layouts ? static_cast<std::size_t>(slot) : 0; }
+
+  const BlockLayout& stored(int slot) const {
+    if (!options_.keep_layouts && current_ != slot) throw_replaced_slot(slot, current_);
+    const BlockLayout& layout = layouts_[index(slot)];
+    require(layout.rows() > 0, "slot", std::to_string(slot) + ": no layout was selected for it yet");
+    return layout;
+  }
+
+  const RadialPrior& prior_;
+  EngineOptions options_;
+  std::vector<KeptBlocks> counts_;
+  std::vector<BlockLayout> layouts_;
+  int current_ = -1;
+};
+
+}  // namespace
+
+std::unique_ptr<SparseAttentionEngine::Backend> make_cpu_engine(const RadialPrior& prior,
+                                                                const EngineOptions& options) {
+  return std::make_unique<CpuEngine>(prior, options);
+}
+
+}  // namespace dynamicrad::detail

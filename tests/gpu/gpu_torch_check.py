@@ -1,0 +1,113 @@
+"""GPU check of the Python layer (not collected by pytest: CI has no GPU). Run on a GPU machine via
+scripts/device/gpu_step.sh. Exits 1 when a check fails.
+
+  1. The CUDA engine against the CPU engine on the same bf16 inputs: identical layouts, outputs
+     within bf16 tolerance, for both modes, batch 1 and 2, block 128 and 64, a text suffix.
+  2. The torch operator on CUDA under torch.compile(fullgraph=True) equals eager.
+  3. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+import dynamicrad
+
+failures = []
+
+
+def check(ok: bool, what: str) -> None:
+    print(("ok    " if ok else "FAIL  ") + what, flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.float() - b.float()).norm() / b.float().norm()).item()
+
+
+def engine_vs_cpu() -> None:
+    cases = [
+        (dynamicrad.Geometry(frames=6, height=13, width=20, heads=4, head_dim=128), 1),
+        (dynamicrad.Geometry(frames=5, height=9, width=15, heads=3, head_dim=64, block_size=64), 2),
+        (dynamicrad.Geometry(frames=4, height=16, width=16, heads=2, head_dim=128, text_tokens=77,
+                             text_placement="suffix"), 2),
+        (dynamicrad.Geometry(frames=8, height=12, width=16, heads=2, head_dim=128, token_order="tiled3d"), 1),
+    ]
+    selections = [dynamicrad.Selection("static-ratio", r_near=0.4, r_far=0.2),
+                  dynamicrad.Selection("dynamic-threshold", tau_near=0.004, tau_far=0.008)]
+    gen = torch.Generator().manual_seed(0)
+    for geometry, batch in cases:
+        prior = {"gamma": 0.5}
+        cpu = dynamicrad.Engine(geometry, prior=prior, device="cpu")
+        gpu = dynamicrad.Engine(geometry, prior=prior, device="cuda")
+        shape = (batch, geometry.tokens, geometry.heads, geometry.head_dim)
+        q, k, v = (torch.randn(shape, generator=gen).to(torch.bfloat16) for _ in range(3))
+        for sel in selections:
+            out_c, lse_c = dynamicrad.sparse_attention(q, k, v, cpu, sel)
+            out_g, lse_g = dynamicrad.sparse_attention(q.cuda(), k.cuda(), v.cuda(), gpu, sel)
+            (oc, cc), (og, cg) = cpu.layout(0), gpu.layout(0)
+            name = f"{geometry.frames}x{geometry.height}x{geometry.width}+{geometry.text_tokens} " \
+                   f"block {geometry.block_size} batch {batch} {sel.mode}"
+            check(torch.equal(oc, og) and torch.equal(cc, cg), f"layout cuda == cpu: {name}")
+            e = rel(out_g.cpu(), out_c)
+            check(e < 1e-2, f"output cuda vs cpu rel {e:.2e}: {name}")
+            d = (lse_g.cpu() - lse_c).abs().max().item()
+            check(d < 1e-2, f"lse cuda vs cpu max diff {d:.2e}: {name}")
+
+
+def compiled_op() -> None:
+    geometry = dynamicrad.Geometry(frames=4, height=16, width=16, heads=2, head_dim=128)
+    engine = dynamicrad.Engine(geometry, device="cuda")
+    sel = dynamicrad.Selection("static-ratio", r_near=0.5, r_far=0.25)
+    q, k, v = (torch.randn(1, geometry.tokens, 2, 128, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+
+    def f(q, k, v):
+        out, _ = dynamicrad.sparse_attention(q * 1.0, k, v, engine, sel)
+        return out.float().sum(-1)
+
+    eager = f(q, k, v)
+    compiled = torch.compile(f, fullgraph=True)(q, k, v)
+    check(torch.allclose(eager, compiled, rtol=1e-3, atol=1e-3), "torch.compile(fullgraph=True) on CUDA == eager")
+
+
+def wan_density_one() -> None:
+    from diffusers import WanTransformer3DModel
+
+    torch.manual_seed(0)
+    model = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=128, in_channels=4, out_channels=4,
+        text_dim=32, freq_dim=32, ffn_dim=256, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
+    ).to("cuda", torch.bfloat16).eval()
+    inputs = dict(hidden_states=torch.randn(2, 4, 5, 32, 32, device="cuda", dtype=torch.bfloat16),
+                  timestep=torch.tensor([500.0, 500.0], device="cuda"),
+                  encoder_hidden_states=torch.randn(2, 8, 32, device="cuda", dtype=torch.bfloat16))
+    with torch.no_grad():
+        stock = model(**inputs).sample
+        state = dynamicrad.enable(model, warmup_steps=0, dense_layers=0,
+                                  prior={"gamma": 16.0, "theta_m": 0.0, "theta_c": 0.0},
+                                  selection={"r_near": 1.0, "r_far": 1.0})
+        ours = model(**inputs).sample
+        check(all(r.sparsity == 0.0 for r in state.report()), "Wan bf16 on CUDA: density 1 keeps every block")
+        e = rel(ours, stock)
+        check(e < 3e-2, f"Wan bf16 on CUDA: density 1 vs stock rel {e:.2e}")
+        dynamicrad.disable(model)
+        check(torch.equal(model(**inputs).sample, stock), "Wan on CUDA: disable() restores stock exactly")
+
+
+def main() -> int:
+    if not torch.cuda.is_available():
+        print("gpu_torch_check: needs a CUDA GPU", file=sys.stderr)
+        return 1
+    engine_vs_cpu()
+    compiled_op()
+    wan_density_one()
+    print(f"{len(failures)} failure(s)")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""dynamicrad.enable / disable on a tiny random HunyuanVideoTransformer3DModel (2 dual-stream + 2
+single-stream blocks, 2 heads of 32; joint attention over video tokens followed by 12 text tokens,
+with per-batch-element valid text lengths from encoder_attention_mask)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dynamicrad
+from dynamicrad.integrations.hunyuan_video import HunyuanVideoAttentionProcessor
+
+SPARSE = dict(warmup_steps=0, block_size=32, regime="high")
+
+
+def _forward(model, inputs):
+    with torch.no_grad():
+        return model(**inputs).sample
+
+
+def _wide(inputs: dict) -> dict:
+    """Latents 3 x 16 x 32 -> 3 x 8 x 16 video tokens, where 1 x 4 x 8 tiles differ from raster."""
+    g = torch.Generator().manual_seed(11)
+    batch = inputs["hidden_states"].shape[0]
+    return {**inputs, "hidden_states": torch.randn(batch, 4, 3, 16, 32, generator=g)}
+
+
+def test_density_one_with_padded_prompts(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    assert state.family == "hunyuan_video" and state.num_layers == 4
+    out = _forward(model, x)
+    assert helpers.rel_err(out, ref) < 1e-5
+    # per batch element too (the shorter prompt runs as its own group)
+    for b in range(2):
+        assert helpers.rel_err(out[b], ref[b]) < 1e-5
+    reports = state.report()
+    assert [r.layer for r in reports] == [0, 1, 2, 3]
+    for r in reports:
+        # two groups (text 12 and text 7): 320 + 12 -> 11 blocks, 320 + 7 -> 11 blocks; 2 heads each
+        assert not r.dense and r.sparsity == 0.0 and r.kept == r.total == 2 * 11 * 11 * 2
+    assert len(state._engines) == 2, "one engine per valid text length"
+
+
+def test_density_one_unpadded_batch(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 12))
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+    assert len(state._engines) == 1
+
+
+def test_default_config_bounded_error(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **SPARSE)
+    out = _forward(model, x)
+    assert torch.isfinite(out).all()
+    assert 0 < helpers.rel_err(out, ref) < 0.05
+    reports = state.report()
+    assert reports[0].dense
+    for r in reports[1:]:
+        assert not r.dense and 0 < r.kept < r.total
+    assert state.mean_sparsity() > 0
+
+
+def test_padded_element_matches_running_alone(make_hunyuan, hunyuan_inputs):
+    """Grouping by text length: the padded element's result inside the batch equals its result alone."""
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    dynamicrad.enable(model, **SPARSE, mode="static-ratio")
+    out = _forward(model, x)
+    alone = _forward(model, {k: v[1:2] for k, v in x.items()})
+    torch.testing.assert_close(out[1:2], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_padded_text_tokens_are_ignored(make_hunyuan, hunyuan_inputs, helpers):
+    """What sits in padded text positions must not change the output (as in the stock model)."""
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    dynamicrad.enable(model, **SPARSE)
+    out = _forward(model, x)
+    y = dict(x)
+    y["encoder_hidden_states"] = x["encoder_hidden_states"].clone()
+    y["encoder_hidden_states"][1, 7:] = 100.0
+    torch.testing.assert_close(_forward(model, y), out, atol=1e-5, rtol=1e-4)
+
+
+def test_disable_restores_everything(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = _wide(hunyuan_inputs())
+    ref = _forward(model, x)
+    processors = helpers.processor_snapshot(model)
+    hooks = helpers.hook_snapshot(model)
+    dynamicrad.enable(model, **SPARSE, token_order="tiled3d")
+    attns = [b.attn for b in model.transformer_blocks] + [b.attn for b in model.single_transformer_blocks]
+    assert all(isinstance(a.processor, HunyuanVideoAttentionProcessor) for a in attns)
+    # the token refiner's attention stays stock
+    refiner = {n: p for n, p in helpers.processor_snapshot(model).items() if n.startswith("context_embedder")}
+    assert refiner and all(p is processors[n] for n, p in refiner.items())
+    assert not torch.equal(_forward(model, x), ref)
+    dynamicrad.disable(model)
+    assert torch.equal(_forward(model, x), ref)
+    after = helpers.processor_snapshot(model)
+    assert after.keys() == processors.keys() and all(after[n] is p for n, p in processors.items())
+    assert helpers.hook_snapshot(model) == hooks
+    assert getattr(model, "dynamicrad_state", None) is None
+
+
+def test_tiled3d_density_one(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = _wide(hunyuan_inputs(lengths=(12, 7)))
+    ref = _forward(model, x)
+    dynamicrad.enable(model, **helpers.DENSITY_ONE, token_order="tiled3d")
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+
+
+def test_tiled3d_changes_the_blocks(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = _wide(hunyuan_inputs(lengths=(12, 7)))
+    ref = _forward(model, x)
+    outs = {}
+    for order in ("raster", "tiled3d"):
+        dynamicrad.enable(model, **SPARSE, mode="static-ratio", dense_layers=0, token_order=order)
+        outs[order] = _forward(model, x)
+        dynamicrad.disable(model)
+    assert helpers.rel_err(outs["raster"], outs["tiled3d"]) > 1e-4
+    assert helpers.rel_err(outs["tiled3d"], ref) < 0.05
+
+
+def test_token_replace_rejects_tiled3d(make_hunyuan, helpers):
+    model = make_hunyuan(image_condition_type="token_replace")
+    processors = helpers.processor_snapshot(model)
+    hooks = helpers.hook_snapshot(model)
+    with pytest.raises(ValueError, match="token_replace"):
+        dynamicrad.enable(model, token_order="tiled3d")
+    assert getattr(model, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(model) == hooks
+    assert all(helpers.processor_snapshot(model)[n] is p for n, p in processors.items())
+    # the raster order is fine
+    state = dynamicrad.enable(model, token_order="raster")
+    assert model.dynamicrad_state is state
+    dynamicrad.disable(model)
+
+
+def test_token_replace_raster_density_one(make_hunyuan, hunyuan_inputs, helpers):
+    """HunyuanVideo I2V blocks (token_replace) run DynamicRad in the raster order."""
+    model = make_hunyuan(image_condition_type="token_replace")
+    x = hunyuan_inputs(lengths=(12, 7))
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+    assert all(not r.dense for r in state.report())
+
+
+def test_positional_arguments(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 5))
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    with torch.no_grad():
+        out = model(x["hidden_states"], x["timestep"], x["encoder_hidden_states"], x["encoder_attention_mask"],
+                    x["pooled_projections"], x["guidance"], return_dict=False)[0]
+    assert helpers.rel_err(out, ref) < 1e-5
+    assert state.text_lengths is None and len(state._engines) == 2
+
+
+def test_refresh_interval_with_padded_prompts(make_hunyuan, hunyuan_inputs):
+    """refresh_interval=2 with two text-length groups: step 1 reuses step 0's layouts (differs from
+    a model that selects every step), step 2 selects again (equals it)."""
+    a, b = make_hunyuan(), make_hunyuan()
+    x0 = hunyuan_inputs(seed=1)
+    x1 = hunyuan_inputs(seed=2)
+    x1["hidden_states"] = 3.0 * x1["hidden_states"].flip(-1)
+    config = dict(warmup_steps=0, dense_layers=0, block_size=32, regime="high", mode="static-ratio")
+    dynamicrad.enable(a, **config, refresh_interval=2)
+    dynamicrad.enable(b, **config)
+    outs = {"a": [], "b": []}
+    for x, t in [(x0, 900.0), (x1, 800.0), (x1, 700.0)]:
+        for name, model in (("a", a), ("b", b)):
+            outs[name].append(_forward(model, {**x, "timestep": torch.full((2,), t)}))
+    assert a.dynamicrad_state.step == 2
+    assert torch.equal(outs["a"][0], outs["b"][0])
+    assert not torch.equal(outs["a"][1], outs["b"][1])
+    assert torch.equal(outs["a"][2], outs["b"][2])
+
+
+def test_warmup_and_steps(make_hunyuan, hunyuan_inputs):
+    model = make_hunyuan()
+    x = hunyuan_inputs()
+    stock = {t: _forward(model, {**x, "timestep": torch.full((2,), float(t))}) for t in (900, 800)}
+    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1)
+    assert torch.equal(_forward(model, {**x, "timestep": torch.full((2,), 900.0)}), stock[900])
+    assert all(r.dense for r in state.report())
+    out = _forward(model, {**x, "timestep": torch.full((2,), 800.0)})
+    assert state.step == 1 and not torch.equal(out, stock[800])
+
+
+def test_latents_not_divisible_by_patch(make_hunyuan, hunyuan_inputs):
+    model = make_hunyuan()
+    dynamicrad.enable(model, **SPARSE)
+    x = hunyuan_inputs()
+    x["hidden_states"] = torch.randn(2, 4, 5, 15, 16)
+    with pytest.raises(ValueError, match="patch"):
+        _forward(model, x)
+
+
+def test_processor_outside_forward(make_hunyuan, hunyuan_inputs):
+    model = make_hunyuan()
+    dynamicrad.enable(model, **SPARSE, dense_layers=0)
+    _forward(model, hunyuan_inputs())
+    attn = model.transformer_blocks[0].attn
+    with pytest.raises(ValueError, match="outside the transformer's forward"):
+        with torch.no_grad():
+            attn(torch.randn(1, 320, 64), torch.randn(1, 12, 64))

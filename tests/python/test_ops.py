@@ -1,0 +1,458 @@
+"""torch.ops.dynamicrad.sparse_attention / dynamicrad.sparse_attention against a float64 torch
+reference: dense attention masked by the engine's own block layout (Engine.layout), expanded from
+blocks to tokens."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import dynamicrad
+from dynamicrad import Engine, Geometry, Selection
+
+HEADS, HEAD_DIM, BLOCK = 2, 32, 32
+
+GEOMETRIES = {
+    # 5 x 6 x 7 = 210 video tokens: 7 blocks, the last one 18 tokens long.
+    "odd": dict(frames=5, height=6, width=7),
+    # 8 x 5 x 5 = 200 video tokens + 13 text tokens after them: 213 tokens, 7 blocks (last 21 long).
+    "text": dict(frames=8, height=5, width=5, text_tokens=13, text_placement="suffix"),
+}
+
+
+def make_geometry(name: str, **kw) -> Geometry:
+    return Geometry(heads=HEADS, head_dim=HEAD_DIM, block_size=BLOCK, **{**GEOMETRIES[name], **kw})
+
+
+def selection_for(mode: str, geometry: Geometry) -> tuple:
+    """(prior, selection): the high-motion LUT row of the mode, with a keep ratio low enough that the
+    static-ratio layouts of these tiny geometries are really sparse."""
+    entry = dynamicrad.lut_entry("high", mode, geometry=geometry)
+    selection = entry.selection
+    if mode == "static-ratio":
+        selection = Selection(mode="static-ratio", r_near=0.3, r_far=0.1)
+    return entry.prior, selection
+
+
+def qkv(batch: int, tokens: int, dtype: torch.dtype, seed: int = 0) -> tuple:
+    g = torch.Generator().manual_seed(seed)
+    # Some structure (a shared component) so that scores are not all alike.
+    base = torch.randn(1, tokens, HEADS, HEAD_DIM, generator=g)
+    out = []
+    for _ in range(3):
+        t = torch.randn(batch, tokens, HEADS, HEAD_DIM, generator=g) + 0.5 * base
+        out.append(t.to(dtype))
+    return tuple(out)
+
+
+def check_csr(offsets: torch.Tensor, cols: torch.Tensor, rows: int, blocks: int) -> None:
+    assert offsets.dtype == torch.int64 and cols.dtype == torch.int32
+    assert offsets.numel() == rows + 1
+    assert offsets[0] == 0 and offsets[-1] == cols.numel()
+    assert bool((offsets[1:] >= offsets[:-1]).all())
+    assert bool(((cols >= 0) & (cols < blocks)).all())
+    for r in range(rows):
+        row = cols[offsets[r]: offsets[r + 1]]
+        assert bool((row[1:] > row[:-1]).all()), f"row {r} is not strictly ascending: {row.tolist()}"
+
+
+def token_mask(offsets, cols, batch: int, heads: int, tokens: int, block: int) -> torch.Tensor:
+    """[batch, heads, tokens, tokens] bool: query token i may attend key token j."""
+    blocks = math.ceil(tokens / block)
+    rows = batch * heads * blocks
+    check_csr(offsets, cols, rows, blocks)
+    counts = offsets[1:] - offsets[:-1]
+    row_ids = torch.repeat_interleave(torch.arange(rows), counts)
+    block_mask = torch.zeros(rows, blocks, dtype=torch.bool)
+    block_mask[row_ids, cols.long()] = True
+    block_mask = block_mask.view(batch, heads, blocks, blocks)
+    expanded = block_mask.repeat_interleave(block, 2).repeat_interleave(block, 3)
+    return expanded[:, :, :tokens, :tokens]
+
+
+def reference(q, k, v, mask=None, scale=None) -> tuple:
+    """float64 attention; rows with nothing kept give output 0 and lse -inf (the engine's rule)."""
+    q, k, v = q.double(), k.double(), v.double()
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else scale
+    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) * scale
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    p = torch.exp(scores - lse.unsqueeze(-1).clamp_min(-1e300))
+    p = torch.nan_to_num(p, nan=0.0)
+    out = torch.einsum("bhqk,bkhd->bqhd", p, v)
+    return out, lse
+
+
+# The CPU engine accumulates in fp32; bf16 / f16 outputs are rounded once at the end.
+TOL = {torch.float32: dict(atol=2e-5, rtol=1e-4), torch.bfloat16: dict(atol=2e-2, rtol=2e-2),
+       torch.float16: dict(atol=3e-3, rtol=3e-3)}
+LSE_TOL = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.bfloat16: dict(atol=1e-4, rtol=1e-5),
+           torch.float16: dict(atol=1e-4, rtol=1e-5)}
+
+
+@pytest.mark.parametrize("geometry_name", sorted(GEOMETRIES))
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+@pytest.mark.parametrize("mode", ["static-ratio", "dynamic-threshold"])
+def test_matches_masked_reference(mode, dtype, batch, geometry_name):
+    g = make_geometry(geometry_name)
+    assert g.tokens % BLOCK != 0  # the short last block is part of what is tested
+    prior, selection = selection_for(mode, g)
+    engine = Engine(g, prior=prior, slots=1)
+    q, k, v = qkv(batch, g.tokens, dtype)
+
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, selection)
+    assert out.dtype == dtype and out.shape == q.shape
+    assert lse.dtype == torch.float32 and lse.shape == (batch, HEADS, g.tokens)
+
+    offsets, cols = engine.layout(0)
+    kept, total = engine.kept(0)
+    blocks = math.ceil(g.tokens / BLOCK)
+    assert total == batch * HEADS * blocks * blocks
+    assert kept == cols.numel()
+    assert 0 < kept < total, "the layout must be sparse for this test to mean anything"
+
+    mask = token_mask(offsets, cols, batch, HEADS, g.tokens, BLOCK)
+    ref_out, ref_lse = reference(q, k, v, mask)
+    torch.testing.assert_close(out.double(), ref_out, **TOL[dtype])
+    torch.testing.assert_close(lse.double(), ref_lse, **LSE_TOL[dtype])
+
+    # The mask matters: dense attention is far from the sparse result.
+    dense_out, _ = reference(q, k, v)
+    assert (dense_out - ref_out).abs().max() > 10 * TOL[dtype]["atol"]
+
+
+def test_raw_op_select_and_reuse():
+    """torch.ops.dynamicrad.sparse_attention with select=False reuses the slot's layout; the raw op
+    and the wrapper agree."""
+    g = make_geometry("odd")
+    prior, sel = selection_for("dynamic-threshold", g)
+    engine = Engine(g, prior=prior, slots=2, keep_layouts=True)
+    q, k, v = qkv(1, g.tokens, torch.float32, seed=3)
+    q2, k2, v2 = qkv(1, g.tokens, torch.float32, seed=4)
+    args = (engine.handle, 1, True, sel.mode_code, sel.r_near, sel.r_far, sel.tau_near, sel.tau_far)
+    out, lse = torch.ops.dynamicrad.sparse_attention(q, k, v, *args)
+    wrapped, wrapped_lse = dynamicrad.sparse_attention(q, k, v, engine, sel, slot=1)
+    assert torch.equal(out, wrapped) and torch.equal(lse, wrapped_lse)
+    layout_1 = engine.layout(1)
+
+    # Select another layout in slot 0 from other inputs; slot 1 keeps its own.
+    dynamicrad.sparse_attention(q2, k2, v2, engine, sel, slot=0)
+    reused, reused_lse = dynamicrad.sparse_attention(q2, k2, v2, engine, sel, slot=1, select=False)
+    offsets, cols = engine.layout(1)
+    assert torch.equal(offsets, layout_1[0]) and torch.equal(cols, layout_1[1])
+    ref_out, ref_lse = reference(q2, k2, v2, token_mask(offsets, cols, 1, HEADS, g.tokens, BLOCK))
+    torch.testing.assert_close(reused.double(), ref_out, **TOL[torch.float32])
+    torch.testing.assert_close(reused_lse.double(), ref_lse, **LSE_TOL[torch.float32])
+
+
+def test_full_layout_equals_dense_attention():
+    """A dense prior with keep ratio 1 keeps every block: the op is exact dense attention."""
+    g = make_geometry("text")
+    engine = Engine(g, prior={"gamma": 16.0, "theta_m": 0.0, "theta_c": 0.0})
+    q, k, v = qkv(2, g.tokens, torch.float32, seed=5)
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, Selection(mode="static-ratio", r_near=1.0, r_far=1.0))
+    kept, total = engine.kept(0)
+    assert kept == total
+    ref_out, ref_lse = reference(q, k, v)
+    torch.testing.assert_close(out.double(), ref_out, **TOL[torch.float32])
+    torch.testing.assert_close(lse.double(), ref_lse, **LSE_TOL[torch.float32])
+    # and matches torch's own SDPA
+    sdpa = torch.nn.functional.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    torch.testing.assert_close(out, sdpa.transpose(1, 2), atol=2e-5, rtol=1e-4)
+
+
+def test_engine_scale_option():
+    g = make_geometry("odd")
+    engine = Engine(g, prior={"gamma": 16.0, "theta_m": 0.0, "theta_c": 0.0}, scale=0.5)
+    q, k, v = qkv(1, g.tokens, torch.float32, seed=6)
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, Selection(r_near=1.0, r_far=1.0))
+    ref_out, ref_lse = reference(q, k, v, scale=0.5)
+    torch.testing.assert_close(out.double(), ref_out, **TOL[torch.float32])
+    torch.testing.assert_close(lse.double(), ref_lse, **LSE_TOL[torch.float32])
+
+
+def test_token_permutation_tiled3d():
+    """Block 32 tiles are 1 x 4 x 8: in a 2 x 8 x 16 video the first block is frame 0, rows 0-3,
+    columns 0-7; text tokens never move; raster order is the identity."""
+    g = Geometry(frames=2, height=8, width=16, heads=HEADS, head_dim=HEAD_DIM, block_size=BLOCK,
+                 text_tokens=5, text_placement="suffix", token_order="tiled3d")
+    perm = g.token_permutation()
+    assert perm.dtype == torch.int64 and perm.numel() == g.tokens
+    assert torch.equal(perm.sort().values, torch.arange(g.tokens))
+    assert torch.equal(perm[g.video_tokens:], torch.arange(g.video_tokens, g.tokens))
+    first_tile = torch.tensor([y * 16 + x for y in range(4) for x in range(8)])
+    assert torch.equal(perm[:BLOCK].sort().values, first_tile)
+    raster = Geometry(frames=2, height=8, width=16, heads=HEADS, head_dim=HEAD_DIM, block_size=BLOCK)
+    assert torch.equal(raster.token_permutation(), torch.arange(raster.tokens))
+
+
+# ---- torch.library / torch.compile ------------------------------------------------------------
+def _op_args(engine: Engine, sel: Selection, q, k, v, select=True, slot=0):
+    return (q, k, v, engine.handle, slot, select, sel.mode_code, sel.r_near, sel.r_far, sel.tau_near, sel.tau_far)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_opcheck(dtype):
+    """All of opcheck's default sub-tests (schema, autograd registration, fake tensor, AOT dispatch
+    with dynamic shapes) apply on CPU with inputs that do not require grad."""
+    g = make_geometry("odd")
+    prior, sel = selection_for("dynamic-threshold", g)
+    engine = Engine(g, prior=prior)
+    q, k, v = qkv(2, g.tokens, dtype)
+    result = torch.library.opcheck(torch.ops.dynamicrad.sparse_attention.default, _op_args(engine, sel, q, k, v))
+    assert result and all(status == "SUCCESS" for status in result.values()), result
+    # select=False after a select (the layout-reuse path)
+    result = torch.library.opcheck(
+        torch.ops.dynamicrad.sparse_attention.default, _op_args(engine, sel, q, k, v, select=False)
+    )
+    assert all(status == "SUCCESS" for status in result.values()), result
+
+
+def test_torch_compile_fullgraph_matches_eager():
+    g = make_geometry("text")
+    prior, sel = selection_for("static-ratio", g)
+    engine = Engine(g, prior=prior)
+    q, k, v = qkv(2, g.tokens, torch.float32, seed=7)
+
+    def fn(q, k, v):
+        out, lse = dynamicrad.sparse_attention(q * 1.5, k, v, engine, sel)
+        return out.sum(dim=-1) + 1.0, lse
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = compiled(q, k, v)
+    want = fn(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    explanation = torch._dynamo.explain(fn)(q, k, v)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
+# ---- errors -----------------------------------------------------------------------------------
+@pytest.fixture
+def setup():
+    g = make_geometry("odd")
+    prior, sel = selection_for("static-ratio", g)
+    engine = Engine(g, prior=prior, slots=2)
+    q, k, v = qkv(1, g.tokens, torch.float32)
+    return engine, sel, q, k, v
+
+
+def test_wrong_token_count(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^q: has 209 tokens.*has 210"):
+        dynamicrad.sparse_attention(q[:, :-1].contiguous(), k[:, :-1].contiguous(), v[:, :-1].contiguous(), engine, sel)
+
+
+@pytest.mark.parametrize("which", ["k", "v"])
+def test_mismatched_shapes(setup, which):
+    engine, sel, q, k, v = setup
+    bad = {"k": k, "v": v}
+    bad[which] = bad[which][:, :-3].contiguous()
+    with pytest.raises(ValueError, match=rf"^{which}: .*tokens"):
+        dynamicrad.sparse_attention(q, bad["k"], bad["v"], engine, sel)
+    bad = {"k": k, "v": v}
+    bad[which] = bad[which][..., :16].contiguous()
+    with pytest.raises(ValueError, match=rf"^{which}: .*head_dim"):
+        dynamicrad.sparse_attention(q, bad["k"], bad["v"], engine, sel)
+
+
+def test_batch_mismatch(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^k: shape \[2, 210, 2, 32\]"):
+        dynamicrad.sparse_attention(q, torch.cat([k, k]), v, engine, sel)
+    with pytest.raises(ValueError, match=r"^v: shape \[2, 210, 2, 32\]"):
+        dynamicrad.sparse_attention(q, k, torch.cat([v, v]), engine, sel)
+
+
+def test_not_four_dimensional(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^q: expected \[batch, tokens, heads, head_dim\]"):
+        dynamicrad.sparse_attention(q[0], k[0], v[0], engine, sel)
+
+
+def test_reuse_with_another_batch(setup):
+    engine, sel, q, k, v = setup
+    dynamicrad.sparse_attention(q, k, v, engine, sel, slot=0)
+    q2, k2, v2 = (torch.cat([t, t]) for t in (q, k, v))
+    with pytest.raises(ValueError, match="^q: batch 2"):
+        dynamicrad.sparse_attention(q2, k2, v2, engine, sel, slot=0, select=False)
+
+
+def test_non_finite_inputs(setup):
+    engine, sel, q, k, v = setup
+    q = q.clone()
+    q[0, 3, 1, 2] = float("nan")
+    with pytest.raises(ValueError, match=r"^q: NaN"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel)
+
+
+@pytest.mark.parametrize(
+    "selection, field",
+    [
+        (Selection(r_near=2.0), "selection.r_near"),
+        (Selection(r_far=-0.5), "selection.r_far"),
+        (Selection(r_near=float("nan")), "selection.r_near"),
+        (Selection(mode="dynamic-threshold", tau_near=-1.0), "selection.tau_near"),
+        (Selection(mode="dynamic-threshold", tau_far=1.5), "selection.tau_far"),
+    ],
+)
+def test_selection_out_of_range(setup, selection, field):
+    engine, _, q, k, v = setup
+    with pytest.raises(ValueError, match=rf"^{field.replace('.', '[.]')}"):
+        dynamicrad.sparse_attention(q, k, v, engine, selection)
+
+
+def test_wrong_heads(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^q: .*heads"):
+        dynamicrad.sparse_attention(q[:, :, :1].contiguous(), k[:, :, :1].contiguous(), v[:, :, :1].contiguous(), engine, sel)
+
+
+def test_unsupported_dtype(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^q: dtype torch.float64"):
+        dynamicrad.sparse_attention(q.double(), k.double(), v.double(), engine, sel)
+
+
+def test_mixed_dtypes(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match="share a dtype"):
+        dynamicrad.sparse_attention(q, k.bfloat16(), v, engine, sel)
+
+
+def test_closed_engine(setup):
+    engine, sel, q, k, v = setup
+    engine.close()
+    with pytest.raises(ValueError, match="engine: closed"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel)
+    with pytest.raises(ValueError, match="engine"):
+        engine.kept(0)
+    engine.close()  # closing twice is harmless
+
+
+def test_stale_handle_is_an_error_not_a_crash(setup):
+    """A raw handle kept past close() (the compiled-graph constant) is rejected by the C library."""
+    engine, sel, q, k, v = setup
+    args = _op_args(engine, sel, q, k, v)
+    engine.close()
+    with pytest.raises(ValueError, match="not a live engine handle"):
+        torch.ops.dynamicrad.sparse_attention(*args)
+
+
+def test_bad_selection_mode():
+    with pytest.raises(ValueError, match=r"selection\.mode = 'foo'"):
+        Selection(mode="foo")
+
+
+@pytest.mark.parametrize("slot", [2, -1])
+def test_slot_out_of_range(setup, slot):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match=rf"^slot: {slot}: allowed range \[0, 1\]"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, slot=slot)
+    with pytest.raises(ValueError, match="slot"):
+        engine.kept(slot)
+
+
+def test_slot_never_selected(setup):
+    engine, sel, q, k, v = setup
+    with pytest.raises(ValueError, match="^slot: 1"):
+        engine.kept(1)
+    with pytest.raises(ValueError, match="^slot: 0"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, slot=0, select=False)
+
+
+def test_shared_layout_buffer_rejects_stale_slot(setup):
+    """Without keep_layouts a slot's layout is only usable until another slot selects."""
+    engine, sel, q, k, v = setup
+    dynamicrad.sparse_attention(q, k, v, engine, sel, slot=0)
+    dynamicrad.sparse_attention(q, k, v, engine, sel, slot=1)
+    with pytest.raises(ValueError, match="^slot: 0"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, slot=0, select=False)
+
+
+@pytest.mark.parametrize(
+    "field, kwargs",
+    [
+        ("geometry.block_size", dict(block_size=48)),
+        ("geometry.frames", dict(frames=0)),
+        ("geometry.text_placement", dict(text_tokens=4, text_placement="none")),
+    ],
+)
+def test_bad_geometry(field, kwargs):
+    g = Geometry(**{**dict(frames=2, height=4, width=4, heads=2, head_dim=32, block_size=32), **kwargs})
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        Engine(g)
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(slots=0), "options.slots"),
+        (dict(threads=-1), "options.threads"),
+        (dict(scale=-1.0), "options.scale"),
+    ],
+)
+def test_bad_engine_options(options, field):
+    with pytest.raises(ValueError, match=field.replace(".", "[.]")):
+        Engine(make_geometry("odd"), **options)
+
+
+def test_bad_tile():
+    g = Geometry(frames=5, height=6, width=7, heads=2, head_dim=32, block_size=32, token_order="tiled3d", tile=(1, 4, 4))
+    with pytest.raises(ValueError, match=r"geometry\.tile"):
+        Engine(g)
+    ok = Geometry(frames=5, height=6, width=7, heads=2, head_dim=32, block_size=32, token_order="tiled3d", tile=(2, 4, 4))
+    assert Engine(ok).describe()["tokens"] == 210
+
+
+def test_bad_prior_field():
+    g = make_geometry("odd")
+    with pytest.raises(ValueError, match="prior.gamma"):
+        Engine(g, prior={"gamma": -1.0})
+    with pytest.raises(ValueError, match="prior.bogus"):
+        Engine(g, prior={"bogus": 1.0})
+
+
+def test_bad_device_types():
+    g = make_geometry("odd")
+    with pytest.raises(ValueError, match="device"):
+        Engine(g, device="meta")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour of a machine without CUDA")
+@pytest.mark.parametrize("device", ["cuda", "cuda:0"])
+def test_cuda_engine_without_gpu_raises(device):
+    with pytest.raises((RuntimeError, ValueError)):
+        Engine(make_geometry("odd"), device=device)
+
+
+def test_non_contiguous_inputs():
+    """Inputs in [batch, heads, tokens, dim] memory (a transposed view) are made contiguous."""
+    g = make_geometry("odd")
+    prior, sel = selection_for("dynamic-threshold", g)
+    engine = Engine(g, prior=prior)
+    gen = torch.Generator().manual_seed(8)
+    q, k, v = (torch.randn(2, HEADS, g.tokens, HEAD_DIM, generator=gen).transpose(1, 2) for _ in range(3))
+    assert not q.is_contiguous()
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel)
+    offsets, cols = engine.layout(0)
+    ref_out, ref_lse = reference(q, k, v, token_mask(offsets, cols, 2, HEADS, g.tokens, BLOCK))
+    torch.testing.assert_close(out.double(), ref_out, **TOL[torch.float32])
+    torch.testing.assert_close(lse.double(), ref_lse, **LSE_TOL[torch.float32])
+
+
+def test_backward_is_an_error_not_a_silent_zero():
+    """No autograd formula is registered yet: backward must raise rather than return wrong grads."""
+    g = make_geometry("odd")
+    engine = Engine(g)
+    q, k, v = qkv(1, g.tokens, torch.float32)
+    q.requires_grad_(True)
+    with torch.enable_grad():
+        out, _ = dynamicrad.sparse_attention(q, k, v, engine, Selection())
+        with pytest.raises(RuntimeError, match="no autograd formula"):
+            out.sum().backward()

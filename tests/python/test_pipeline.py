@@ -1,0 +1,124 @@
+"""A real diffusers WanPipeline built offline from tiny random components (no tokenizer or text
+encoder: prompt embeddings are passed in; a tiny AutoencoderKLWan only provides the scale factors
+since output_type="latent"), run stock, with DynamicRad and after disable().
+
+height 128 x width 256 x 5 frames -> latents 4 x 2 x 16 x 32 -> 2 x 8 x 16 = 256 tokens (8 blocks).
+With only two latent frames the "mid" LUT row keeps every block, so the tests use regime="high"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import dynamicrad
+
+STEPS = 3
+OPTIONS = dict(warmup_steps=1, block_size=32, regime="high")
+
+
+def _scheduler(name: str):
+    from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
+
+    if name == "flow-euler":
+        return FlowMatchEulerDiscreteScheduler(shift=3.0)
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+
+def _vae():
+    from diffusers import AutoencoderKLWan
+
+    torch.manual_seed(0)
+    return AutoencoderKLWan(
+        base_dim=3, z_dim=4, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True],
+        latents_mean=[0.0] * 4, latents_std=[1.0] * 4,
+    ).eval()
+
+
+@pytest.fixture
+def make_pipe(make_wan):
+    from diffusers import WanPipeline
+
+    def make(scheduler="flow-euler", two_stage=False):
+        kwargs = dict(tokenizer=None, text_encoder=None, vae=_vae(), scheduler=_scheduler(scheduler),
+                      transformer=make_wan(seed=0))
+        if two_stage:
+            kwargs.update(transformer_2=make_wan(seed=1), boundary_ratio=0.5)
+        pipe = WanPipeline(**kwargs)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    return make
+
+
+def _generate(pipe) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    prompt_embeds = torch.randn(1, 8, 32, generator=g)
+    negative_prompt_embeds = torch.randn(1, 8, 32, generator=g)
+    with torch.no_grad():
+        return pipe(
+            prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_prompt_embeds, height=128, width=256,
+            num_frames=5, num_inference_steps=STEPS, guidance_scale=5.0, output_type="latent",
+            generator=torch.Generator().manual_seed(42),
+        ).frames
+
+
+@pytest.mark.parametrize("scheduler", ["flow-euler", "unipc"])
+def test_wan_pipeline(make_pipe, helpers, scheduler):
+    pipe = make_pipe(scheduler)
+    stock = _generate(pipe)
+    assert stock.shape == (1, 4, 2, 16, 32)
+    hooks = helpers.hook_snapshot(pipe.transformer)
+    processors = helpers.processor_snapshot(pipe.transformer)
+
+    state = dynamicrad.enable(pipe, **OPTIONS)
+    assert pipe.transformer.dynamicrad_state is state
+    latents = _generate(pipe)
+    # three steps (0 warm-up, 1, 2), two guidance calls each
+    assert (state.step, state.call_in_step) == (STEPS - 1, 1)
+    reports = state.report()
+    assert [r.step for r in reports] == [STEPS - 1] * 3
+    assert reports[0].dense
+    for r in reports[1:]:
+        # report() sums the step's two guidance calls: 2 calls x 2 heads x 8^2 blocks
+        assert not r.dense and r.total == 2 * 2 * 8 * 8
+        assert 0 < r.sparsity < 1
+    assert torch.isfinite(latents).all()
+    assert 0 < helpers.rel_err(latents, stock) < 0.2
+
+    # A second generation starts over (the timestep rises) and repeats the first exactly.
+    assert torch.equal(_generate(pipe), latents)
+
+    dynamicrad.disable(pipe)
+    assert torch.equal(_generate(pipe), stock)
+    assert helpers.hook_snapshot(pipe.transformer) == hooks
+    assert all(helpers.processor_snapshot(pipe.transformer)[n] is p for n, p in processors.items())
+    assert pipe.transformer.dynamicrad_state is None
+
+
+def test_wan_pipeline_density_one(make_pipe, helpers):
+    pipe = make_pipe()
+    stock = _generate(pipe)
+    state = dynamicrad.enable(pipe, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_generate(pipe), stock) < 1e-5
+    assert all(not r.dense and r.sparsity == 0 for r in state.report())
+
+
+def test_wan22_two_stage_pipeline(make_pipe, helpers):
+    """boundary_ratio 0.5: the high-noise transformer runs the first steps, transformer_2 the rest;
+    one state patches both and counts steps across the switch."""
+    pipe = make_pipe(two_stage=True)
+    calls = {"transformer": 0, "transformer_2": 0}
+    handles = [getattr(pipe, n).register_forward_pre_hook(lambda *a, n=n: calls.__setitem__(n, calls[n] + 1))
+               for n in calls]
+    stock = _generate(pipe)
+    assert calls["transformer"] > 0 and calls["transformer_2"] > 0, "both stages must run"
+    state = dynamicrad.enable(pipe, **OPTIONS)
+    assert pipe.transformer.dynamicrad_state is state and pipe.transformer_2.dynamicrad_state is state
+    latents = _generate(pipe)
+    assert state.step == STEPS - 1
+    assert torch.isfinite(latents).all() and 0 < helpers.rel_err(latents, stock) < 0.2
+    dynamicrad.disable(pipe)
+    assert pipe.transformer.dynamicrad_state is None and pipe.transformer_2.dynamicrad_state is None
+    assert torch.equal(_generate(pipe), stock)
+    for h in handles:
+        h.remove()

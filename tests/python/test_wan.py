@@ -1,0 +1,586 @@
+"""dynamicrad.enable / disable on a tiny random WanTransformer3DModel (3 blocks, 2 heads of 64,
+latents 4 x 5 x 16 x 16 -> 5 x 8 x 8 = 320 video tokens = 10 blocks of 32)."""
+
+from __future__ import annotations
+
+import re
+
+import types
+
+import pytest
+import torch
+
+import dynamicrad
+from dynamicrad import DynamicRadConfig
+from dynamicrad.integrations.wan import WanSelfAttentionProcessor
+
+SPARSE = dict(warmup_steps=0, block_size=32, regime="high")
+# 3 x 8 x 16 tokens: with block 32 the 3D tiles are 1 x 4 x 8, so the tiled order really differs from
+# raster (with 8 tokens a row, a raster block of 32 would already be a 1 x 4 x 8 tile).
+WIDE = dict(frames=3, height=16, width=32)
+# 4 x 5 x 9 tokens: partial tiles at the bottom and right edges, 180 tokens (last block short).
+PARTIAL = dict(frames=4, height=10, width=18)
+
+
+def _forward(model, inputs, timestep=None):
+    kw = dict(inputs)
+    if timestep is not None:
+        kw["timestep"] = torch.full_like(kw["timestep"], float(timestep))
+    with torch.no_grad():
+        return model(**kw).sample
+
+
+# ---- (1) density one --------------------------------------------------------------------------
+def test_density_one_matches_stock(wan, wan_inputs, helpers):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    assert wan.dynamicrad_state is state and state.family == "wan" and state.num_layers == 3
+    out = _forward(wan, x)
+    assert helpers.rel_err(out, ref) < 1e-5
+    reports = state.report()
+    assert [r.layer for r in reports] == [0, 1, 2]
+    for r in reports:
+        assert not r.dense, "density one still runs the sparse path"
+        assert r.sparsity == 0.0 and r.kept == r.total == 2 * 10 * 10  # heads * blocks^2
+    assert state.mean_sparsity() == 0.0
+    assert "sparsity   0.0%" in state.summary()
+
+
+def test_config_object_equals_keywords(wan, wan_inputs, helpers):
+    x = wan_inputs()
+    state = dynamicrad.enable(wan, DynamicRadConfig(**SPARSE))
+    a = _forward(wan, x)
+    dynamicrad.disable(wan)
+    dynamicrad.enable(wan, **SPARSE)
+    b = _forward(wan, x)
+    assert torch.equal(a, b)
+    assert state.config.regime == "high"
+    dynamicrad.disable(wan)
+    with pytest.raises(ValueError, match="either a DynamicRadConfig or keyword"):
+        dynamicrad.enable(wan, DynamicRadConfig(), regime="high")
+
+
+def test_fused_qkv_projections_density_one(wan, wan_inputs, helpers):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    for block in wan.blocks:
+        block.attn1.fuse_projections()
+    assert wan.blocks[0].attn1.fused_projections
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+    dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+
+
+# ---- (2) default config: sparse, bounded error ---------------------------------------------------
+def test_default_config_high_regime(wan, wan_inputs, helpers):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, **SPARSE)
+    assert state.config.dense_layers == 1 and state.config.mode is None
+    out = _forward(wan, x)
+    err = helpers.rel_err(out, ref)
+    assert 0 < err < 0.05
+    assert torch.isfinite(out).all()
+    reports = state.report()
+    assert len(reports) == 3
+    assert reports[0].dense and reports[0].sparsity == 0.0, "dense_layers=1: layer 0 stays dense"
+    for r in reports[1:]:
+        assert not r.dense and 0 < r.kept < r.total and r.step == 0
+    assert state.mean_sparsity() > 0
+    assert state.mean_sparsity() == pytest.approx(sum(r.sparsity for r in reports[1:]) / 2)
+    assert "layer   0: dense" in state.summary()
+
+
+@pytest.mark.parametrize("mode", ["static-ratio", "dynamic-threshold"])
+@pytest.mark.parametrize("regime", ["low", "mid", "high"])
+def test_every_lut_row_runs(wan, wan_inputs, helpers, regime, mode):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, warmup_steps=0, dense_layers=0, block_size=32, regime=regime, mode=mode)
+    out = _forward(wan, x)
+    assert torch.isfinite(out).all()
+    assert helpers.rel_err(out, ref) < 0.1
+    assert all(not r.dense and 0 < r.kept <= r.total for r in state.report())
+
+
+def test_dense_layers(wan, wan_inputs):
+    x = wan_inputs()
+    state = dynamicrad.enable(wan, **{**SPARSE, "dense_layers": 2})
+    _forward(wan, x)
+    assert [r.dense for r in state.report()] == [True, True, False]
+    dynamicrad.disable(wan)
+    state = dynamicrad.enable(wan, **{**SPARSE, "dense_layers": 0})
+    _forward(wan, x)
+    assert [r.dense for r in state.report()] == [False, False, False]
+    dynamicrad.disable(wan)
+    state = dynamicrad.enable(wan, **{**SPARSE, "dense_layers": 5})
+    _forward(wan, x)
+    assert [r.dense for r in state.report()] == [True, True, True]
+    assert state.mean_sparsity() == 0.0
+
+
+def test_overrides_change_the_layout(wan, wan_inputs):
+    """selection overrides reach the engine: keeping fewer candidates keeps fewer blocks."""
+    x = wan_inputs()
+    kept = []
+    for r_near in (1.0, 0.05):
+        state = dynamicrad.enable(wan, warmup_steps=0, dense_layers=0, block_size=32, regime="mid",
+                                  mode="static-ratio", selection={"r_near": r_near, "r_far": r_near})
+        _forward(wan, x)
+        kept.append(sum(r.kept for r in state.report()))
+        dynamicrad.disable(wan)
+    assert kept[1] < kept[0]
+
+
+# ---- (3) disable ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("token_order", ["raster", "tiled3d"])
+def test_disable_restores_everything(wan, wan_inputs, helpers, token_order):
+    x = wan_inputs(**WIDE)
+    ref = _forward(wan, x)
+    processors = helpers.processor_snapshot(wan)
+    hooks = helpers.hook_snapshot(wan)
+    state = dynamicrad.enable(wan, **SPARSE, token_order=token_order)
+    assert helpers.hook_snapshot(wan) != hooks
+    for i, block in enumerate(wan.blocks):
+        assert isinstance(block.attn1.processor, WanSelfAttentionProcessor)
+        assert block.attn1.processor.layer == i
+        assert block.attn2.processor is processors[f"blocks.{i}.attn2"], "cross-attention stays stock"
+    assert not torch.equal(_forward(wan, x), ref)
+    dynamicrad.disable(wan)
+    assert torch.equal(_forward(wan, x), ref)
+    after = helpers.processor_snapshot(wan)
+    assert after.keys() == processors.keys()
+    for name, proc in processors.items():
+        assert after[name] is proc, name
+    assert helpers.hook_snapshot(wan) == hooks
+    assert getattr(wan, "dynamicrad_state", None) is None
+    assert state._engines == {}
+    # enabling again works after disable
+    dynamicrad.enable(wan, **SPARSE)
+    assert not torch.equal(_forward(wan, x), ref)
+
+
+# ---- (4) token order ------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [WIDE, PARTIAL], ids=["full-tiles", "partial-tiles"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_tiled3d_density_one(wan, wan_inputs, helpers, shape, batch):
+    x = wan_inputs(batch=batch, **shape)
+    ref = _forward(wan, x)
+    dynamicrad.enable(wan, **helpers.DENSITY_ONE, token_order="tiled3d")
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+
+
+def test_tiled3d_during_warmup(wan, wan_inputs, helpers):
+    """Warm-up steps run the stock processors on permuted tokens with permuted rotary tables:
+    attention is permutation-equivariant, so only rounding differs."""
+    x = wan_inputs(**PARTIAL)
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, warmup_steps=3, block_size=32, token_order="tiled3d")
+    out = _forward(wan, x)
+    assert all(r.dense for r in state.report())
+    assert helpers.rel_err(out, ref) < 1e-5
+
+
+def test_tiled3d_permutation_is_applied(wan, wan_inputs, helpers):
+    x = wan_inputs(**WIDE)
+    ref = _forward(wan, x)
+    outs, states = {}, {}
+    for order in ("raster", "tiled3d"):
+        states[order] = dynamicrad.enable(wan, **SPARSE, mode="static-ratio", dense_layers=0, token_order=order)
+        outs[order] = _forward(wan, x)
+        states[order].kept_total = [(r.kept, r.total) for r in states[order].report()]
+        dynamicrad.disable(wan)
+    assert not torch.equal(outs["raster"], outs["tiled3d"])
+    assert helpers.rel_err(outs["raster"], outs["tiled3d"]) > 1e-4
+    assert helpers.rel_err(outs["tiled3d"], ref) < 0.05, "the tiled order is undone at the output"
+    assert all(k < t for k, t in states["tiled3d"].kept_total)
+
+
+def test_tiled3d_rejects_per_token_timesteps(wan, wan_inputs):
+    dynamicrad.enable(wan, **SPARSE, token_order="tiled3d")
+    x = wan_inputs()
+    x["timestep"] = torch.full((1, 320), 500.0)
+    with pytest.raises(ValueError, match="token_order"):
+        _forward(wan, x)
+
+
+def test_positional_arguments(wan, wan_inputs, helpers):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    with torch.no_grad():
+        out = wan(x["hidden_states"], x["timestep"], x["encoder_hidden_states"], return_dict=False)[0]
+    assert helpers.rel_err(out, ref) < 1e-5
+    assert all(not r.dense for r in state.report())
+
+
+def test_bfloat16_model(make_wan, wan_inputs, helpers):
+    model = make_wan().to(torch.bfloat16)
+    x = {k: v.to(torch.bfloat16) for k, v in wan_inputs().items()}
+    ref = _forward(model, x)
+    dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    out = _forward(model, x)
+    assert out.dtype == torch.bfloat16
+    assert helpers.rel_err(out, ref) < 1e-2
+    dynamicrad.disable(model)
+    state = dynamicrad.enable(model, **SPARSE)
+    out = _forward(model, x)
+    assert torch.isfinite(out).all() and helpers.rel_err(out, ref) < 0.05
+    assert state.mean_sparsity() > 0
+
+
+def _write_lut(path, row_prior, row_selection):
+    rows = []
+    for regime in ("low", "mid", "high"):
+        for mode in ("static-ratio", "dynamic-threshold"):
+            entry = dynamicrad.lut_entry(regime, mode)
+            sel = {"r_near": entry.selection.r_near, "r_far": entry.selection.r_far} if mode == "static-ratio" \
+                else {"tau_near": entry.selection.tau_near, "tau_far": entry.selection.tau_far}
+            prior = dict(entry.prior)
+            if (regime, mode) == ("mid", "static-ratio"):
+                prior.update(row_prior)
+                sel.update(row_selection)
+            rows.append({"regime": regime, "mode": mode, "prior": prior, "selection": sel})
+    import json
+
+    path.write_text(json.dumps({"format": "dynamicrad-lut", "version": 1, "rows": rows}))
+    return str(path)
+
+
+def test_lut_file_reaches_the_engine(wan, wan_inputs, helpers, tmp_path):
+    """A LUT file whose mid/static-ratio row keeps everything gives stock output; the built-in
+    row with the same overrides applied by keyword gives the same result."""
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    lut = _write_lut(tmp_path / "dense.json", {"gamma": 16.0, "theta_m": 0.0, "theta_c": 0.0},
+                     {"r_near": 1.0, "r_far": 1.0})
+    state = dynamicrad.enable(wan, lut=lut, warmup_steps=0, dense_layers=0, block_size=32)
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+    assert all(r.kept == r.total for r in state.report())
+    dynamicrad.disable(wan)
+    lut = _write_lut(tmp_path / "sparse.json", {}, {"r_near": 0.05, "r_far": 0.05})
+    state = dynamicrad.enable(wan, lut=lut, warmup_steps=0, dense_layers=0, block_size=32, regime="mid")
+    sparse = _forward(wan, x)
+    kept = [r.kept for r in state.report()]
+    dynamicrad.disable(wan)
+    state = dynamicrad.enable(wan, warmup_steps=0, dense_layers=0, block_size=32, regime="mid",
+                              selection={"r_near": 0.05, "r_far": 0.05})
+    assert torch.equal(_forward(wan, x), sparse)
+    assert [r.kept for r in state.report()] == kept
+
+
+# ---- (5) warm-up and step counting -------------------------------------------------------------------
+def test_warmup_steps(wan, wan_inputs):
+    x = wan_inputs()
+    stock = {t: _forward(wan, x, t) for t in (900, 800, 700)}
+    state = dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=2)
+    assert state.step == 0
+    out = _forward(wan, x, 900)
+    assert state.step == 0 and torch.equal(out, stock[900])
+    assert all(r.dense for r in state.report())
+    out = _forward(wan, x, 800)
+    assert state.step == 1 and torch.equal(out, stock[800])
+    assert all(r.dense for r in state.report())
+    out = _forward(wan, x, 700)
+    assert state.step == 2 and not torch.equal(out, stock[700])
+    assert [r.dense for r in state.report()] == [True, False, False]
+    assert all(r.step == 2 for r in state.report())
+
+    # A rising timestep starts a new generation: step 0, dense again.
+    out = _forward(wan, x, 900)
+    assert state.step == 0 and torch.equal(out, stock[900])
+
+
+def test_guidance_calls_count_as_one_step(wan, wan_inputs):
+    """Classifier-free guidance: two calls with one timestep are one step (the second has its own slots)."""
+    x = wan_inputs()
+    state = dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=1)
+    stock = _forward(wan, x, 800)
+    _forward(wan, x, 900)
+    _forward(wan, x, 900)
+    assert (state.step, state.call_in_step) == (0, 1)
+    out_cond = _forward(wan, x, 800)
+    assert (state.step, state.call_in_step) == (1, 0)
+    out_uncond = _forward(wan, x, 800)
+    assert (state.step, state.call_in_step) == (1, 1)
+    assert not torch.equal(out_cond, stock)
+    assert torch.equal(out_cond, out_uncond), "same inputs in both guidance branches give one result"
+    _forward(wan, x, 800)  # a third call in a step reuses the last slot (refresh_interval 1)
+    assert (state.step, state.call_in_step) == (1, 2)
+    state.reset()
+    assert (state.step, state.call_in_step) == (0, 0)
+    _forward(wan, x, 100)
+    assert state.step == 0
+
+
+def test_third_call_per_step_with_refresh_is_rejected(wan, wan_inputs):
+    x = wan_inputs()
+    dynamicrad.enable(wan, **SPARSE, refresh_interval=2)
+    _forward(wan, x, 900)
+    _forward(wan, x, 900)
+    with pytest.raises(ValueError, match="refresh_interval"):
+        _forward(wan, x, 900)
+
+
+# ---- (6) refresh interval -----------------------------------------------------------------------------
+def _layouts(state, slots):
+    (engine,) = state._engines.values()
+    return [engine.layout(s) for s in slots]
+
+
+def _same_layouts(xs, ys) -> bool:
+    return all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(xs, ys))
+
+
+def test_refresh_interval_reuses_layouts(make_wan, wan_inputs):
+    """refresh_interval=2 selects at steps 0 and 2 and reuses step 0's layouts at step 1.
+
+    Two models with the same weights, one refreshing every step (B) and one every second step (A),
+    see the same calls. Step 1 gets very different latents, so a fresh selection picks other
+    layouts: A and B agree at steps 0 and 2 (both select) and differ at step 1 (A reuses)."""
+    a, b = make_wan(), make_wan()
+    x0 = wan_inputs(seed=1)
+    x1 = wan_inputs(seed=2)
+    x1["hidden_states"] = 3.0 * x1["hidden_states"].flip(-1)
+    # static-ratio: the high-motion prior leaves candidates for the selection to choose from.
+    config = dict(warmup_steps=0, dense_layers=0, block_size=32, regime="high", mode="static-ratio")
+    sa = dynamicrad.enable(a, **config, refresh_interval=2)
+    sb = dynamicrad.enable(b, **config, refresh_interval=1)
+    slots = [layer * 2 for layer in range(3)]  # the first call of each step
+    outs, layouts = {"a": [], "b": []}, {"a": [], "b": []}
+    for x, t in [(x0, 900), (x1, 800), (x1, 700)]:
+        outs["a"].append(_forward(a, x, t))
+        layouts["a"].append(_layouts(sa, slots))
+        outs["b"].append(_forward(b, x, t))
+        layouts["b"].append(_layouts(sb, slots[-1:]))  # B keeps only the last selected layout
+    assert sa.step == sb.step == 2
+    # Sanity: a fresh selection at step 1 does change the layouts.
+    assert not _same_layouts(layouts["b"][1], layouts["b"][0])
+    # Step 0: both select.
+    assert torch.equal(outs["a"][0], outs["b"][0])
+    # Step 1: A reuses step 0's layouts, so its output differs from B's.
+    assert _same_layouts(layouts["a"][1], layouts["a"][0])
+    assert not torch.equal(outs["a"][1], outs["b"][1])
+    # Step 2: A selects again, from the same activations as B.
+    assert not _same_layouts(layouts["a"][2], layouts["a"][1])
+    assert _same_layouts(layouts["a"][2][-1:], layouts["b"][2])
+    assert torch.equal(outs["a"][2], outs["b"][2])
+
+
+def test_refresh_interval_counts_from_the_first_sparse_step(make_wan, wan_inputs):
+    """With warm-up, selection happens at steps warmup, warmup + interval, ..."""
+    model = make_wan()
+    x0, x1 = wan_inputs(seed=1), wan_inputs(seed=2)
+    state = dynamicrad.enable(model, warmup_steps=1, dense_layers=0, block_size=32, regime="high",
+                              mode="static-ratio", refresh_interval=2)
+    _forward(model, x0, 900)  # step 0: dense
+    assert state._engines == {}
+    _forward(model, x0, 800)  # step 1: selects
+    first = _layouts(state, [0, 2, 4])
+    _forward(model, x1, 700)  # step 2: reuses
+    assert _same_layouts(_layouts(state, [0, 2, 4]), first)
+    _forward(model, x1, 600)  # step 3: selects
+    assert not _same_layouts(_layouts(state, [0, 2, 4]), first)
+
+
+def test_batch_change_forces_a_new_selection(wan, wan_inputs, helpers):
+    """A reuse step whose batch differs from the selected layout's selects again (no stale layout)."""
+    x1, x2 = wan_inputs(batch=1), wan_inputs(batch=2)
+    state = dynamicrad.enable(wan, **SPARSE, refresh_interval=2)
+    _forward(wan, x1, 900)
+    out = _forward(wan, x2, 800)  # step 1: reuse step, but the layouts were selected for batch 1
+    assert state.step == 1 and out.shape[0] == 2
+    assert all(r.total == 2 * 2 * 100 for r in state.report() if not r.dense)
+
+
+# ---- (7) batch 2 ----------------------------------------------------------------------------------
+def test_batch_two(wan, wan_inputs, helpers):
+    x = wan_inputs(batch=2)
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+    dynamicrad.disable(wan)
+
+    state = dynamicrad.enable(wan, **SPARSE)
+    out = _forward(wan, x)
+    assert helpers.rel_err(out, ref) < 0.05
+    for r in state.report()[1:]:
+        assert r.total == 2 * 2 * 100 and r.kept < r.total
+    # Layouts are per batch element: element 1 alone gives the same result as inside the batch.
+    single = {k: v[1:2] for k, v in x.items()}
+    alone = _forward(wan, single)
+    torch.testing.assert_close(out[1:2], alone, atol=1e-5, rtol=1e-4)
+
+
+def test_new_resolution_gets_its_own_engine(wan, wan_inputs, helpers):
+    state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    for frames, h, w in ((5, 16, 16), (3, 12, 20)):
+        x = wan_inputs(frames=frames, height=h, width=w)
+        out = _forward(wan, x)
+        dynamicrad.disable(wan)
+        ref = _forward(wan, x)
+        assert helpers.rel_err(out, ref) < 1e-5
+        state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    # both geometries in one state
+    _forward(wan, wan_inputs())
+    _forward(wan, wan_inputs(frames=3, height=12, width=20))
+    assert len(state._engines) == 2
+
+
+# ---- (8) Wan2.2: two transformers --------------------------------------------------------------------
+def test_wan22_pipeline_two_transformers(make_wan, wan_inputs, helpers):
+    t1, t2 = make_wan(seed=0), make_wan(seed=1, num_layers=2)
+    pipe = types.SimpleNamespace(transformer=t1, transformer_2=t2)
+    x = wan_inputs()
+    refs = [_forward(m, x) for m in (t1, t2)]
+    procs = [helpers.processor_snapshot(m) for m in (t1, t2)]
+    hooks = [helpers.hook_snapshot(m) for m in (t1, t2)]
+    state = dynamicrad.enable(pipe, **helpers.DENSITY_ONE)
+    assert t1.dynamicrad_state is state and t2.dynamicrad_state is state
+    # layers are numbered across both transformers (own slots, so one never reuses the other's
+    # layouts), while the dense-layer rule counts inside each transformer
+    assert state.num_layers == 3 + 2
+    for m, first in ((t1, 0), (t2, 3)):
+        assert all(isinstance(b.attn1.processor, WanSelfAttentionProcessor) for b in m.blocks)
+        assert [b.attn1.processor.layer for b in m.blocks] == list(range(first, first + len(m.blocks)))
+        assert [b.attn1.processor.layer_in_model for b in m.blocks] == list(range(len(m.blocks)))
+    for m, ref in zip((t1, t2), refs):
+        assert helpers.rel_err(_forward(m, x), ref) < 1e-5
+    with pytest.raises(ValueError, match="already enabled"):
+        dynamicrad.enable(t2)
+    dynamicrad.disable(pipe)
+    for m, ref, p, h in zip((t1, t2), refs, procs, hooks):
+        assert torch.equal(_forward(m, x), ref)
+        assert all(m_p is p[n] for n, m_p in helpers.processor_snapshot(m).items())
+        assert helpers.hook_snapshot(m) == h
+        assert getattr(m, "dynamicrad_state", None) is None
+
+
+def test_pipeline_with_only_transformer_2(make_wan, helpers):
+    t2 = make_wan()
+    pipe = types.SimpleNamespace(transformer=None, transformer_2=t2)
+    state = dynamicrad.enable(pipe)
+    assert t2.dynamicrad_state is state
+    dynamicrad.disable(pipe)
+    with pytest.raises(TypeError, match="no transformer"):
+        dynamicrad.enable(types.SimpleNamespace(transformer=None))
+
+
+# ---- (9) bad arguments -----------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(regime="extreme"), "regime"),
+        (dict(mode="foo"), "mode"),
+        (dict(warmup_steps=-1), "warmup_steps"),
+        (dict(warmup_steps=1.5), "warmup_steps"),
+        (dict(dense_layers=-2), "dense_layers"),
+        (dict(refresh_interval=0), "refresh_interval"),
+        (dict(token_order="zigzag"), "token_order"),
+        (dict(block_size=48), "block_size"),
+        (dict(prior={"gama": 1.0}), "prior.gama"),
+        (dict(selection={"r_mid": 0.5}), "selection.r_mid"),
+        (dict(prior=[1.0]), "prior"),
+    ],
+)
+def test_bad_options(wan, helpers, options, field):
+    hooks = helpers.hook_snapshot(wan)
+    with pytest.raises(ValueError, match=rf"^{field.replace('.', '[.]')}"):
+        dynamicrad.enable(wan, **options)
+    assert getattr(wan, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(wan) == hooks
+
+
+def test_unknown_option_keyword(wan):
+    with pytest.raises(TypeError, match="regim"):
+        dynamicrad.enable(wan, regim="high")
+
+
+def test_bool_refresh_interval_rejected():
+    """refresh_interval=True must not pass as 1 (bool is an int in Python)."""
+    with pytest.raises(ValueError, match="refresh_interval"):
+        DynamicRadConfig(refresh_interval=True)
+
+
+@pytest.mark.parametrize(
+    "options, field",
+    [
+        (dict(lut="/nonexistent/dynamicrad-lut.json"), "dynamicrad-lut.json"),
+        (dict(lut_geometry="no-such-preset"), "lut_geometry"),
+        (dict(prior={"gamma": -1.0}), "prior.gamma"),
+        (dict(selection={"r_near": 2.0}), "selection.r_near"),
+    ],
+    ids=["missing-lut", "unknown-lut-geometry", "prior-value", "selection-value"],
+)
+def test_enable_validates_lut_and_values_eagerly(wan, options, field):
+    """enable() checks the LUT file, lut_geometry and the prior / selection overrides at once (not at
+    the first sparse step, after minutes of warm-up), naming the field; nothing stays installed."""
+    with pytest.raises(ValueError, match=re.escape(field)):
+        dynamicrad.enable(wan, **options, mode="dynamic-threshold" if "lut_geometry" in options else None)
+    assert getattr(wan, "dynamicrad_state", None) is None
+
+
+@pytest.mark.parametrize("target", [torch.nn.Linear(4, 4), "not a model", None])
+def test_unsupported_model(target):
+    with pytest.raises(TypeError, match="does not support"):
+        dynamicrad.enable(target)
+
+
+def test_unsupported_diffusers_model():
+    from diffusers import UNet2DModel
+
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8,), layers_per_block=1,
+                       down_block_types=("DownBlock2D",), up_block_types=("UpBlock2D",), norm_num_groups=4)
+    with pytest.raises(TypeError, match="UNet2DModel"):
+        dynamicrad.enable(unet)
+    with pytest.raises(TypeError, match="UNet2DModel"):
+        dynamicrad.enable(types.SimpleNamespace(transformer=unet))
+
+
+def test_latents_not_divisible_by_patch(wan, wan_inputs):
+    state = dynamicrad.enable(wan, **SPARSE)
+    with pytest.raises(ValueError, match="patch"):
+        _forward(wan, wan_inputs(height=15))
+    with pytest.raises(ValueError, match="hidden_states"):
+        _forward(wan, wan_inputs(width=17))
+    assert state.video is None
+    # the model still works afterwards
+    assert _forward(wan, wan_inputs()).shape == (1, 4, 5, 16, 16)
+
+
+def test_enable_twice(wan):
+    dynamicrad.enable(wan)
+    with pytest.raises(ValueError, match="already enabled"):
+        dynamicrad.enable(wan)
+
+
+def test_disable_not_enabled(wan):
+    with pytest.raises(ValueError, match="not enabled"):
+        dynamicrad.disable(wan)
+    dynamicrad.enable(wan)
+    dynamicrad.disable(wan)
+    with pytest.raises(ValueError, match="not enabled"):
+        dynamicrad.disable(wan)
+
+
+def test_processor_outside_forward(wan, wan_inputs):
+    dynamicrad.enable(wan, **SPARSE, dense_layers=0)
+    _forward(wan, wan_inputs())  # a normal call first; its geometry must not leak
+    attn = wan.blocks[1].attn1
+    hidden = torch.randn(1, 320, 128)
+    with pytest.raises(ValueError, match="outside the transformer's forward"):
+        with torch.no_grad():
+            attn(hidden)
+
+
+def test_geometry_cleared_after_a_failing_forward(wan, wan_inputs):
+    state = dynamicrad.enable(wan, **SPARSE, dense_layers=0)
+    x = wan_inputs()
+    x["encoder_hidden_states"] = torch.randn(1, 8, 31)  # wrong text_dim: the forward raises
+    with pytest.raises(RuntimeError):
+        _forward(wan, x)
+    assert state.video is None
+    with pytest.raises(ValueError, match="outside the transformer's forward"):
+        with torch.no_grad():
+            wan.blocks[1].attn1(torch.randn(1, 320, 128))
