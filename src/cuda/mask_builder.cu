@@ -133,23 +133,27 @@ struct SelectParams {
 constexpr std::uint8_t kForced = static_cast<std::uint8_t>(BlockKind::forced);
 constexpr std::uint8_t kNear = static_cast<std::uint8_t>(BlockKind::near);
 
-// A candidate as the static-ratio rank reads it: one 16-byte shared load per comparison.
-struct RankEntry {
-  double score;
-  std::int32_t col;
-  std::int32_t unused;
-};
+// Static-ratio order as an integer: a higher score gives a smaller key, equal scores (also -0.0 and
+// +0.0) equal keys. The IEEE bits of a non-negative double grow with it; a negative one's shrink.
+__device__ __forceinline__ std::uint64_t descending_key(double score) {
+  if (score == 0.0) score = 0.0;
+  std::uint64_t u = static_cast<std::uint64_t>(__double_as_longlong(score));
+  u = (u >> 63) != 0 ? ~u : (u | (1ull << 63));  // now ascending with the score
+  return ~u;
+}
 
-// Dynamic shared memory: ranked[n_max] (RankEntry: near candidates from the front, far ones from
-// the back), scores[n_max], weights[n_max] (double), cols[n_max] (int32), kinds[n_max] (uint8).
+constexpr int kRadixBits = 8;
+constexpr int kRadixBins = 1 << kRadixBits;
+
+// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max] (int32),
+// kinds[n_max] (uint8).
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
   const std::int64_t row = blockIdx.x;
   const std::int64_t bh = row / p.blocks, r = row % p.blocks;
   const std::int64_t begin = p.prior_offsets[r];
   const int n = static_cast<int>(p.prior_offsets[r + 1] - begin);
-  RankEntry* ranked = reinterpret_cast<RankEntry*>(shared);
-  double* scores = shared + 2 * max_row;
+  double* scores = shared;
   double* weights = scores + max_row;
   std::int32_t* cols = reinterpret_cast<std::int32_t*>(weights + max_row);
   std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(cols + max_row);
@@ -176,15 +180,8 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
     const double z = group_block_score(q, k_head + static_cast<std::int64_t>(cols[entry]) * p.dim, p.dim, lane) * p.scale;
     if (i < n && lane == 0) {
       scores[i] = z;
-      // Each group's candidates go to their own list (in any order: a rank counts, it never looks
-      // at positions).
-      if (kinds[i] == kNear) {
-        const int at = atomicAdd(&near_count, 1);
-        if (!p.dynamic) ranked[at] = RankEntry{z, cols[i], 0};
-      } else if (kinds[i] != kForced) {
-        const int at = atomicAdd(&far_count, 1);
-        if (!p.dynamic) ranked[max_row - 1 - at] = RankEntry{z, cols[i], 0};
-      }
+      if (kinds[i] == kNear) atomicAdd(&near_count, 1);
+      else if (kinds[i] != kForced) atomicAdd(&far_count, 1);
     }
   }
   __syncthreads();
@@ -193,25 +190,77 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   int kept = 0;
   if (!p.dynamic) {
     // Keep the top ceil(r * n) of each group: an entry's rank is the number of better entries of its
-    // group (higher score, ties to the lower column), the CPU's nth_element order.
+    // group (higher score, ties to the lower column), the CPU's nth_element order. Rather than rank
+    // every entry, a radix select finds each group's last kept entry: eight passes over the 8-bit
+    // digits of descending_key(), most significant first, narrow down its key and its position
+    // among the entries sharing that key; ties on the key are then settled by column.
     const double nn = static_cast<double>(near_count), nf = static_cast<double>(far_count);
-    const int keep_near = static_cast<int>(fmin(nn, ceil(p.r_near * nn)));
-    const int keep_far = static_cast<int>(fmin(nf, ceil(p.r_far * nf)));
+    const int want[2] = {static_cast<int>(fmin(nn, ceil(p.r_near * nn))), static_cast<int>(fmin(nf, ceil(p.r_far * nf)))};
+    const int size[2] = {near_count, far_count};
+    __shared__ unsigned histogram[2][kRadixBins];
+    __shared__ std::uint64_t threshold[2];  // the key of each group's last kept entry
+    __shared__ int position[2];             // its 1-based position among entries with that key
+    if (threadIdx.x < 2) {
+      threshold[threadIdx.x] = 0;
+      position[threadIdx.x] = want[threadIdx.x];
+    }
+    for (int shift = 64 - kRadixBits; shift >= 0; shift -= kRadixBits) {
+      for (int b = threadIdx.x; b < 2 * kRadixBins; b += blockDim.x) histogram[b / kRadixBins][b % kRadixBins] = 0;
+      __syncthreads();
+      const std::uint64_t decided = shift + kRadixBits >= 64 ? 0 : ~0ull << (shift + kRadixBits);
+      for (int i = threadIdx.x; i < n; i += blockDim.x) {
+        if (kinds[i] == kForced) continue;
+        const int g = kinds[i] == kNear ? 0 : 1;
+        const std::uint64_t key = descending_key(scores[i]);
+        if ((key & decided) == (threshold[g] & decided)) atomicAdd(&histogram[g][(key >> shift) & (kRadixBins - 1)], 1u);
+      }
+      __syncthreads();
+      // Warp g finds the bin holding group g's position: each lane owns kRadixBins / 32 bins.
+      constexpr int kPerLane = kRadixBins / kWarp;
+      const int g = threadIdx.x / kWarp, warp_lane = threadIdx.x % kWarp;
+      if (g < 2 && want[g] > 0 && want[g] < size[g]) {
+        unsigned count[kPerLane];
+        unsigned sum = 0;
+        for (int k = 0; k < kPerLane; ++k) sum += count[k] = histogram[g][warp_lane * kPerLane + k];
+        unsigned inclusive = sum;
+        for (int offset = 1; offset < kWarp; offset <<= 1) {
+          const unsigned v = __shfl_up_sync(0xffffffffu, inclusive, offset);
+          if (warp_lane >= offset) inclusive += v;
+        }
+        const unsigned target = static_cast<unsigned>(position[g]);
+        __syncwarp();
+        unsigned before = inclusive - sum;
+        if (before < target && target <= inclusive) {
+          int bin = warp_lane * kPerLane;
+          for (int k = 0; k < kPerLane && before + count[k] < target; ++k) {
+            before += count[k];
+            ++bin;
+          }
+          position[g] = static_cast<int>(target - before);
+          threshold[g] |= static_cast<std::uint64_t>(bin) << shift;
+        }
+      }
+      __syncthreads();
+    }
     for (int i = threadIdx.x; i < n; i += blockDim.x) {
       const std::uint8_t kind = kinds[i];
       bool take = kind == kForced;
       if (!take) {
-        const std::int32_t c = cols[i];
-        const double own = scores[i];
-        const bool near = kind == kNear;
-        const RankEntry* group = near ? ranked : ranked + (max_row - far_count);
-        const int size = near ? near_count : far_count;
-        int rank = 0;
-        for (int j = 0; j < size; ++j) {
-          const RankEntry e = group[j];
-          rank += (e.score > own || (e.score == own && e.col < c)) ? 1 : 0;
+        const int g = kind == kNear ? 0 : 1;
+        if (want[g] >= size[g]) {
+          take = true;
+        } else if (want[g] > 0) {
+          const std::uint64_t key = descending_key(scores[i]);
+          if (key < threshold[g]) {
+            take = true;
+          } else if (key == threshold[g]) {
+            int ties_before = 0;  // entries of the group with this key and a lower column
+            for (int j = 0; j < n; ++j) {
+              ties_before += (kinds[j] == kind && descending_key(scores[j]) == key && cols[j] < cols[i]) ? 1 : 0;
+            }
+            take = ties_before < position[g];
+          }
         }
-        take = rank < (near ? keep_near : keep_far);
       }
       keep[i] = take ? 1 : 0;
       kept += take ? 1 : 0;
@@ -272,8 +321,7 @@ __global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int
 }
 
 std::size_t select_shared_bytes(std::int64_t max_row) {
-  return static_cast<std::size_t>(max_row) *
-         (sizeof(RankEntry) + 2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
+  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
 template <class T>
