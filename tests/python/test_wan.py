@@ -584,3 +584,38 @@ def test_geometry_cleared_after_a_failing_forward(wan, wan_inputs):
     with pytest.raises(ValueError, match="outside the transformer's forward"):
         with torch.no_grad():
             wan.blocks[1].attn1(torch.randn(1, 320, 128))
+
+
+# ---- Wan image-to-video and Wan2.2 TI2V shapes ------------------------------------------------------
+def test_image_to_video_transformer_density_one(make_wan, wan_inputs, helpers):
+    """Wan2.1 I2V: image tokens go to cross-attention (added K/V, stock); self-attention is ours."""
+    model = make_wan(image_dim=16, added_kv_proj_dim=128)
+    x = wan_inputs()
+    g = torch.Generator().manual_seed(5)
+    x["encoder_hidden_states"] = torch.randn(1, 512, 32, generator=g)  # stock I2V expects 512 text tokens
+    x["encoder_hidden_states_image"] = torch.randn(1, 6, 16, generator=g)
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    assert all(b.attn2.processor is not None and not isinstance(b.attn2.processor, WanSelfAttentionProcessor)
+               for b in model.blocks)
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+    assert [r.sparsity for r in state.report()] == [0.0] * 3
+    dynamicrad.disable(model)
+    assert torch.equal(_forward(model, x), ref)
+
+
+def test_per_token_timesteps_raster(wan, wan_inputs, helpers):
+    """Wan2.2 TI2V passes a timestep per token ([batch, tokens]); the raster order supports it and the
+    step advances on the largest timestep."""
+    x = wan_inputs()
+    tokens = 5 * 8 * 8
+    x["timestep"] = torch.full((1, tokens), 700.0)
+    x["timestep"][:, :64] = 0.0  # the conditioning first frame
+    ref = _forward(wan, x)
+    state = dynamicrad.enable(wan, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+    assert state.step == 0
+    dynamicrad.disable(wan)
+    dynamicrad.enable(wan, token_order="tiled3d", warmup_steps=0, block_size=32)
+    with pytest.raises(ValueError, match="per-token timesteps"):
+        _forward(wan, x)
