@@ -21,6 +21,7 @@ namespace fs = std::filesystem;
 using Json = nlohmann::ordered_json;
 
 void expect_same(const Lut& a, const Lut& b) {
+  EXPECT_EQ(a.calibrated_for, b.calibrated_for);
   ASSERT_EQ(a.entries.size(), b.entries.size());
   for (std::size_t i = 0; i < a.entries.size(); ++i) {
     SCOPED_TRACE("entry " + std::to_string(i));
@@ -131,6 +132,27 @@ TEST(Lut, JsonRoundTripIsExact) {
   expect_same(parse_lut(lut_to_json(lut), "memory"), lut);
 }
 
+TEST(Lut, CalibratedForRoundTripsAndIsOptional) {
+  EXPECT_EQ(default_lut().calibrated_for, "wan2.1-14b-720p");
+  Lut lut = default_lut();
+  lut.calibrated_for = "hunyuan-720p";
+  EXPECT_EQ(parse_lut(lut_to_json(lut), "memory").calibrated_for, "hunyuan-720p");
+  Json json = default_json();
+  json.erase("calibrated_for");
+  const Lut unsaid = parse_lut(json.dump(), "memory");
+  EXPECT_TRUE(unsaid.calibrated_for.empty());
+  EXPECT_EQ(lut_to_json(unsaid).find("calibrated_for"), std::string::npos);
+}
+
+TEST(LutErrors, CalibratedForMustBeAKnownPreset) {
+  Json json = default_json();
+  json["calibrated_for"] = "wan9-720p";
+  expect_mentions(parse_error(json.dump()),
+                  {"lut.json: calibrated_for", "wan9-720p", "unknown preset", "wan2.1-14b-720p"});
+  json["calibrated_for"] = 720;
+  expect_mentions(parse_error(json.dump()), {"lut.json: calibrated_for", "expected a string"});
+}
+
 TEST(Lut, JsonHoldsOnlyTheModesSelectionFields) {
   const Json json = default_json();
   for (const Json& row : json["rows"]) {
@@ -221,7 +243,7 @@ TEST(LutErrors, UnknownFieldsAreRejectedEverywhere) {
   Json json = default_json();
   json["comment"] = "typo";
   expect_mentions(parse_error(json.dump()),
-                  {"lut.json: comment", "unknown field", "format, version, rows"});
+                  {"lut.json: comment", "unknown field", "format, version, calibrated_for, rows"});
   json = default_json();
   json["rows"][1]["note"] = 1;
   expect_mentions(parse_error(json.dump()),

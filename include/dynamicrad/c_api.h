@@ -91,11 +91,16 @@ int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64
  * "geometry" object above; n must equal the geometry's total tokens. */
 int dr_token_permutation(const char* geometry_json, int64_t* perm, int64_t n, char* error, size_t error_size);
 
-/* A LUT row as JSON {"regime", "mode", "prior": {...}, "selection": {...}}.
+/* A named model geometry (presets.h) as the JSON "geometry" object of dr_engine_create, with
+ * "heads" and "head_dim" of the model. An unknown name is an error listing the known ones. */
+int dr_preset_geometry(const char* name, char* json, size_t json_size, size_t* needed, char* error, size_t error_size);
+
+/* A LUT row, as a one-row LUT in JSON (lut.h).
  * lut_path: a LUT file, or NULL for the built-in table. mode: NULL or "" for the regime's default.
  * target_geometry_json: NULL to return the row as written; otherwise the dynamic-threshold taus are
- * converted from lut_geometry (a preset name; NULL means "wan2.1-14b-720p", the geometry the
- * built-in table is calibrated for) to the target (tune_space.h). */
+ * converted to the target (tune_space.h) from the preset the LUT names in "calibrated_for", or from
+ * lut_geometry (a preset name; NULL to rely on the LUT). An error names "lut_geometry" when neither
+ * says, when they disagree, or when the preset is unknown. */
 int dr_lut_entry(const char* lut_path, const char* regime, const char* mode, const char* target_geometry_json,
                  const char* lut_geometry, char* json, size_t json_size, size_t* needed, char* error,
                  size_t error_size);

@@ -6,6 +6,7 @@
 //   {
 //     "format": "dynamicrad-lut",
 //     "version": 1,
+//     "calibrated_for": "wan2.1-14b-720p",
 //     "rows": [
 //       { "regime": "low", "mode": "static-ratio",
 //         "prior": { "gamma": 1.0, "lambda": 1.0, "theta_m": 0.6, "theta_c": 0.333,
@@ -16,7 +17,9 @@
 //         "selection": { "tau_near": 0.002, "tau_far": 0.004 } }
 //     ]
 //   }
-// Every prior field is required; "selection" holds exactly the fields of the row's mode. Unknown
+// "calibrated_for" (optional) names the preset (presets.h) whose geometry the dynamic-threshold taus
+// are absolute for: `dynamicrad tune --lut-geometry NAME` writes it, and integrations convert the
+// taus from it to each call's geometry (tune_space.h). Every prior field is required; "selection" holds exactly the fields of the row's mode. Unknown
 // fields are errors (a typo must not silently fall back to a default). A (regime, mode) pair appears
 // at most once.
 #pragma once
@@ -38,6 +41,7 @@ struct LutEntry {
 
 struct Lut {
   std::vector<LutEntry> entries;
+  std::string calibrated_for;  // a preset name, or empty when the LUT does not say
 
   // Throws Error when the table has no such row.
   const LutEntry& find(MotionRegime regime, SelectionMode mode) const;

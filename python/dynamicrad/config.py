@@ -21,8 +21,9 @@ class DynamicRadConfig:
     mode:              "static-ratio" (speed first) or "dynamic-threshold" (quality first); None
                        takes the regime's default from the paper (static-ratio for low/mid motion).
     lut:               a LUT JSON file (``dynamicrad tune`` writes one); None: the built-in table.
-    lut_geometry:      the preset the LUT's taus were tuned for (None: "wan2.1-14b-720p"); the
-                       dynamic-threshold taus are converted to each call's geometry.
+    lut_geometry:      the preset the LUT's taus were tuned for, for a LUT without "calibrated_for"
+                       (None: what the LUT says); the dynamic-threshold taus are converted to each
+                       call's geometry.
     warmup_steps:      denoising steps that stay dense at the start (reference: 12 of 50).
     dense_layers:      self-attention layers, from the first, that stay dense (reference: 1).
     refresh_interval:  build layouts every this many steps and reuse them in between (1: every

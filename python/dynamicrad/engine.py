@@ -42,6 +42,16 @@ class Geometry:
     def tokens(self) -> int:
         return self.video_tokens + self.text_tokens
 
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "Geometry":
+        """A named model geometry (``dynamicrad mask --help`` lists them), e.g.
+        ``Geometry.preset("wan2.1-14b-720p")``; keyword overrides replace fields."""
+        text = _lib.call_text(_lib.library().dr_preset_geometry, str(name).encode())
+        fields = json.loads(text)
+        if "tile" in fields:
+            fields["tile"] = tuple(fields["tile"])
+        return cls(**{**fields, **overrides})
+
     def to_json(self) -> str:
         d = asdict(self)
         if d["tile"] is None:
@@ -98,8 +108,9 @@ def lut_entry(
 ) -> LutEntry:
     """Reads a LUT row (the built-in table when ``lut`` is None). ``mode=None`` takes the regime's
     default (static-ratio for low/mid, dynamic-threshold for high). With ``geometry``, the
-    dynamic-threshold taus are converted from ``lut_geometry`` (a preset name; default the Wan2.1-14B
-    720p geometry the built-in table is calibrated for) to that geometry."""
+    dynamic-threshold taus are converted to that geometry from the preset the LUT is calibrated for
+    (its "calibrated_for" field; the built-in table's is Wan2.1-14B 720p), or from ``lut_geometry``
+    for a LUT that does not say."""
     if regime not in REGIMES:
         raise ValueError(f"regime = {regime!r}: allowed values are {', '.join(REGIMES)}")
     if mode is not None and mode not in MODES:

@@ -215,6 +215,15 @@ int dr_token_permutation(const char* geometry_json, int64_t* perm, int64_t n, ch
   });
 }
 
+int dr_preset_geometry(const char* name, char* json, size_t json_size, size_t* needed, char* error, size_t error_size) {
+  std::string text;
+  const int status = guarded(error, error_size, [&] {
+    if (name == nullptr) throw dr::Error("preset", "is null");
+    text = dr::capi::geometry_to_json(dr::preset_geometry(name));
+  });
+  return status != DR_OK ? status : write_text(text, json, json_size, needed, error, error_size);
+}
+
 int dr_lut_entry(const char* lut_path, const char* regime, const char* mode, const char* target_geometry_json,
                  const char* lut_geometry, char* json, size_t json_size, size_t* needed, char* error,
                  size_t error_size) {
@@ -226,14 +235,29 @@ int dr_lut_entry(const char* lut_path, const char* regime, const char* mode, con
     const dr::SelectionMode m = mode != nullptr && mode[0] != '\0' ? dr::parse_selection_mode(mode, "mode")
                                                                    : dr::default_mode(r);
     dr::LutEntry entry = lut.find(r, m);
-    if (target_geometry_json != nullptr) {
+    if (target_geometry_json != nullptr && m == dr::SelectionMode::dynamic_threshold) {
       const dr::VideoGeometry target = dr::capi::parse_geometry(target_geometry_json, "target_geometry");
-      const dr::VideoGeometry source = dr::preset_geometry(lut_geometry != nullptr ? lut_geometry : "wan2.1-14b-720p");
-      if (m == dr::SelectionMode::dynamic_threshold) {
-        entry = dr::lut_entry_for(dr::tuned_from_lut(entry, source), r, target);
+      const std::string given = lut_geometry != nullptr ? lut_geometry : "";
+      if (!given.empty() && !lut.calibrated_for.empty() && given != lut.calibrated_for) {
+        throw dr::Error("lut_geometry", "\"" + given + "\" contradicts the LUT, which says it is calibrated for \"" +
+                                            lut.calibrated_for + "\"");
+      }
+      const std::string source = !given.empty() ? given : lut.calibrated_for;
+      if (source.empty()) {
+        throw dr::Error("lut_geometry", "the LUT does not say which geometry its dynamic-threshold taus are "
+                                        "calibrated for (no \"calibrated_for\"): pass the preset it was tuned with");
+      }
+      try {
+        entry = dr::lut_entry_for(dr::tuned_from_lut(entry, dr::preset_geometry(source)), r, target);
+      } catch (const dr::Error& e) {
+        if (e.field() != "preset") throw;
+        throw dr::Error("lut_geometry", e.what());
       }
     }
-    text = dr::lut_to_json(dr::Lut{{entry}});
+    dr::Lut row;
+    row.entries = {entry};
+    row.calibrated_for = lut.calibrated_for;
+    text = dr::lut_to_json(row);
   });
   return status != DR_OK ? status : write_text(text, json, json_size, needed, error, error_size);
 }

@@ -116,6 +116,21 @@ EngineOptions parse_engine_options(const std::string& json_text) {
   return o;
 }
 
+std::string geometry_to_json(const VideoGeometry& g) {
+  json j;
+  j["frames"] = g.frames;
+  j["height"] = g.height;
+  j["width"] = g.width;
+  j["heads"] = g.heads;
+  j["head_dim"] = g.head_dim;
+  j["text_tokens"] = g.text_tokens;
+  j["text_placement"] = to_string(g.text_placement);
+  j["block_size"] = g.block_size;
+  j["token_order"] = to_string(g.order);
+  if (g.tile.t != 0) j["tile"] = {g.tile.t, g.tile.h, g.tile.w};
+  return j.dump();
+}
+
 VideoGeometry parse_geometry(const std::string& json_text, const std::string& field) {
   return geometry_from(parse_object(json_text, field), field);
 }

@@ -10,5 +10,7 @@ namespace dynamicrad::capi {
 
 EngineOptions parse_engine_options(const std::string& json_text);
 VideoGeometry parse_geometry(const std::string& json_text, const std::string& field);
+// The inverse of parse_geometry (batch left out).
+std::string geometry_to_json(const VideoGeometry& geometry);
 
 }  // namespace dynamicrad::capi

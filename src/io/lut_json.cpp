@@ -5,6 +5,7 @@
 //   "lut.json: rows[2].prior.gamma = -1: allowed range (0, 16]"
 // Ranges come from the library's own validate() functions, so the JSON reader never disagrees with
 // the engine about what is valid.
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +19,7 @@
 
 #include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
+#include "dynamicrad/presets.h"
 
 namespace dynamicrad {
 namespace {
@@ -332,6 +334,7 @@ Lut default_lut() {
                  prior(3.999999999999999, 4.0, 0.5984146790755815, 0.5983876524447628, false),
                  0.0033042089335040942, 7.936091100344106e-05),
   };
+  lut.calibrated_for = "wan2.1-14b-720p";
   return lut;
 }
 
@@ -357,9 +360,19 @@ Lut parse_lut(const std::string& json_text, const std::string& source) {
     throw Error(source + ": rows", "expected an array of rows, got " + type_name(rows));
   }
   if (rows.empty()) throw Error(source + ": rows", "empty; at least one row is required");
-  reader.reject_unknown("format, version, rows");
-
   Lut lut;
+  if (root.contains("calibrated_for")) {
+    lut.calibrated_for = reader.string("calibrated_for", "expected a preset name");
+    const std::vector<std::string> names = preset_names();
+    if (std::find(names.begin(), names.end(), lut.calibrated_for) == names.end()) {
+      std::string allowed;
+      for (const std::string& n : names) allowed += (allowed.empty() ? "" : ", ") + n;
+      throw Error(source + ": calibrated_for = " + show(Json(lut.calibrated_for)),
+                  "unknown preset; allowed values are " + allowed);
+    }
+  }
+  reader.reject_unknown("format, version, calibrated_for, rows");
+
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const std::string path = "rows[" + std::to_string(i) + "]";
     LutEntry entry = read_row(rows[i], source, path);
@@ -390,6 +403,7 @@ std::string lut_to_json(const Lut& lut) {
   OrderedJson root;
   root["format"] = kFormat;
   root["version"] = kVersion;
+  if (!lut.calibrated_for.empty()) root["calibrated_for"] = lut.calibrated_for;
   OrderedJson& rows = root["rows"];
   rows = OrderedJson::array();
   for (const LutEntry& e : lut.entries) rows.push_back(entry_to_json(e));

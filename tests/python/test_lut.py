@@ -156,3 +156,48 @@ def test_conversion_to_the_calibration_geometry_is_the_identity():
         same = dynamicrad.lut_entry(regime, "dynamic-threshold", geometry=wan720).selection
         assert same.tau_near == pytest.approx(plain.tau_near, rel=1e-9)
         assert same.tau_far == pytest.approx(plain.tau_far, rel=1e-9)
+
+
+def _write_lut(path, calibrated_for=None):
+    doc = {"format": "dynamicrad-lut", "version": 1, "rows": _built_in_rows()}
+    if calibrated_for is not None:
+        doc = {"format": "dynamicrad-lut", "version": 1, "calibrated_for": calibrated_for, "rows": doc["rows"]}
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_lut_without_calibration_needs_lut_geometry_to_convert(tmp_path):
+    """A LUT that does not say which geometry its taus are for is not converted by guesswork."""
+    path = _write_lut(tmp_path / "lut.json")
+    with pytest.raises(ValueError, match="lut_geometry"):
+        dynamicrad.lut_entry("high", "dynamic-threshold", lut=path, geometry=TINY)
+    given = dynamicrad.lut_entry("high", "dynamic-threshold", lut=path, geometry=TINY, lut_geometry="wan2.1-14b-720p")
+    assert given == dynamicrad.lut_entry("high", "dynamic-threshold", geometry=TINY)
+    # static-ratio rows need no conversion, so no calibration either
+    assert dynamicrad.lut_entry("low", "static-ratio", lut=path, geometry=TINY).selection.r_near > 0
+
+
+def test_lut_calibration_is_read_from_the_file(tmp_path):
+    wan = dynamicrad.lut_entry("high", "dynamic-threshold", lut=_write_lut(tmp_path / "w.json", "wan2.1-14b-720p"),
+                               geometry=TINY)
+    hunyuan = dynamicrad.lut_entry("high", "dynamic-threshold",
+                                   lut=_write_lut(tmp_path / "h.json", "hunyuan-720p"), geometry=TINY)
+    assert wan == dynamicrad.lut_entry("high", "dynamic-threshold", geometry=TINY)
+    assert hunyuan.selection.tau_near != wan.selection.tau_near
+    with pytest.raises(ValueError, match=r"lut_geometry.*contradicts.*hunyuan-720p"):
+        dynamicrad.lut_entry("high", "dynamic-threshold", lut=str(tmp_path / "h.json"), geometry=TINY,
+                             lut_geometry="wan2.1-14b-720p")
+
+
+def test_unknown_calibration_preset_in_the_file(tmp_path):
+    with pytest.raises(ValueError, match=r"lut\.json: calibrated_for.*unknown preset"):
+        dynamicrad.lut_entry("high", lut=_write_lut(tmp_path / "lut.json", "wan9-720p"))
+
+
+def test_geometry_presets():
+    g = Geometry.preset("wan2.1-14b-720p")
+    assert (g.frames, g.height, g.width, g.heads, g.head_dim, g.block_size) == (21, 45, 80, 40, 128, 128)
+    h = Geometry.preset("hunyuan-720p", block_size=64)
+    assert h.text_placement == "suffix" and h.text_tokens > 0 and h.block_size == 64
+    with pytest.raises(ValueError, match=r"preset.*no-such.*wan2\.1-14b-720p"):
+        Geometry.preset("no-such")

@@ -316,7 +316,12 @@ int run_tune(const std::vector<std::string>& args) {
   const std::string lut_path = (dir / "lut.json").string();
   const std::string csv_path = (dir / "trials.csv").string();
   const std::string png_path = (dir / "convergence.png").string();
-  if (!result.lut.entries.empty()) save_lut(result.lut, lut_path);
+  if (!result.lut.entries.empty()) {
+    Lut lut = result.lut;
+    // The taus are absolute for the --lut-geometry preset; say so in the file.
+    if (flags.text("lut-geometry") != "tune") lut.calibrated_for = flags.text("lut-geometry");
+    save_lut(lut, lut_path);
+  }
   write_trials_csv(csv_path, result.trials);
   const std::string title = flags.given("title") ? flags.text("title")
                                                  : "DynamicRad tuner: " + to_string(o.scene) +

@@ -48,12 +48,12 @@ def _check_options(config: DynamicRadConfig) -> None:
     from ..engine import Engine, Geometry, lut_entry
 
     geometry = Geometry(frames=2, height=4, width=8, heads=1, head_dim=8, block_size=config.block_size)
-    try:
-        entry = lut_entry(config.regime, config.mode, config.lut, geometry, config.lut_geometry)
-    except ValueError as e:
-        if config.lut_geometry is not None and "preset" in str(e):
+    if config.lut_geometry is not None:
+        try:
+            Geometry.preset(config.lut_geometry)
+        except ValueError as e:
             raise ValueError(f"lut_geometry = {config.lut_geometry!r}: {e}") from None
-        raise
+    entry = lut_entry(config.regime, config.mode, config.lut, geometry, config.lut_geometry)
     engine = Engine(geometry, prior={**entry.prior, **config.prior}, threads=1)
     try:
         selection = dataclasses.replace(entry.selection, **config.selection)
