@@ -87,6 +87,11 @@ int dr_engine_kept(const dr_engine* engine, int32_t slot, int64_t* kept, int64_t
 int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64_t* entries, int64_t* row_offsets,
                      int32_t* col_indices, char* error, size_t error_size);
 
+/* A PNG picture of one (batch, head) of the slot's layout over the engine's radial prior (picture.h:
+ * forced blocks dark, kept candidates blue, dropped candidates grey). cell_pixels 0 picks a size. */
+int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int64_t head, int32_t cell_pixels,
+                       const char* path, char* error, size_t error_size);
+
 /* perm[p] = raster position of the token at sequence position p (geometry.h); `geometry_json` is the
  * "geometry" object above; n must equal the geometry's total tokens. */
 int dr_token_permutation(const char* geometry_json, int64_t* perm, int64_t n, char* error, size_t error_size);

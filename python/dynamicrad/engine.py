@@ -230,6 +230,15 @@ class Engine:
         _lib.check(status, error, "layout")
         return offsets, cols
 
+    def save_mask_png(self, path, slot: int = 0, batch: int = 0, head: int = 0, cell_pixels: int = 0) -> None:
+        """A picture of one head's layout over the radial prior (forced blocks dark, kept candidates
+        blue, dropped candidates grey, frame boundaries as thin lines)."""
+        error = _lib.error_buffer()
+        status = _lib.library().dr_engine_mask_png(
+            self._handle, slot, batch, head, cell_pixels, str(path).encode(), error, len(error)
+        )
+        _lib.check(status, error, "save_mask_png")
+
     def select(self, q: torch.Tensor, k: torch.Tensor, selection: Selection, slot: int = 0) -> None:
         """Selects the slot's layout from q and k ([batch, tokens, heads, head_dim])."""
         select_into(self.handle, q, k, selection.mode_code, selection.r_near, selection.r_far,

@@ -143,7 +143,8 @@ class DynamicRadState:
             prior, _ = self._entry(geometry)
             engine = Engine(
                 geometry, prior=prior, device=device, slots=self.num_layers * CALLS_PER_STEP,
-                keep_layouts=self.config.refresh_interval > 1, threads=self.config.threads,
+                keep_layouts=self.config.refresh_interval > 1 or self.config.keep_layouts,
+                threads=self.config.threads,
             )
             self._engines[key] = engine
         return engine
@@ -197,6 +198,25 @@ class DynamicRadState:
                 kept, total = kept + k, total + t
             reports.append(LayerReport(layer=layer, step=step, dense=False, kept=kept, total=total))
         return reports
+
+    def save_mask_png(self, path, layer: int, head: int = 0, batch: int = 0, call: int = 0) -> None:
+        """A picture of one layer's layout in its last sparse step (one head of one batch element;
+        ``call`` picks the guidance branch, or the prompt-length group for HunyuanVideo)."""
+        records = self._records.get(layer)
+        if not records:
+            raise ValueError(f"layer = {layer}: it has not run sparse attention yet (dense, or not called)")
+        if not 0 <= call < len(records):
+            raise ValueError(f"call = {call}: layer {layer} ran {len(records)} sparse call(s) in its last step")
+        engine, slot = records[call]
+        try:
+            engine.save_mask_png(path, slot=slot, batch=batch, head=head)
+        except ValueError as e:
+            if "replaced" in str(e):
+                raise ValueError(
+                    f"layer = {layer}: its layout was replaced by a later layer's; enable DynamicRad with "
+                    "keep_layouts=True to draw any layer"
+                ) from None
+            raise
 
     def mean_sparsity(self) -> float:
         """Mean sparsity over the sparse layers of the last step (0 when all were dense)."""

@@ -13,6 +13,7 @@
 #include "dynamicrad/engine.h"
 #include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
+#include "dynamicrad/picture.h"
 #include "dynamicrad/presets.h"
 #include "dynamicrad/tune_space.h"
 
@@ -200,6 +201,26 @@ int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64
     *entries = static_cast<int64_t>(l.col_indices.size());
     if (row_offsets != nullptr) std::copy(l.row_offsets.begin(), l.row_offsets.end(), row_offsets);
     if (col_indices != nullptr) std::copy(l.col_indices.begin(), l.col_indices.end(), col_indices);
+  });
+}
+
+int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int64_t head, int32_t cell_pixels,
+                       const char* path, char* error, size_t error_size) {
+  return guarded(error, error_size, [&] {
+    if (path == nullptr) throw dr::Error("path", "is null");
+    const dr::SparseAttentionEngine& e = live(engine);
+    const dr::BlockLayout layout = e.layout(slot);
+    if (batch < 0 || batch >= layout.batch) {
+      throw dr::Error("batch", std::to_string(batch) + ": allowed range [0, " + std::to_string(layout.batch - 1) + "]");
+    }
+    if (head < 0 || head >= layout.heads) {
+      throw dr::Error("head", std::to_string(head) + ": allowed range [0, " + std::to_string(layout.heads - 1) + "]");
+    }
+    dr::MaskPictureOptions o;
+    o.batch = batch;
+    o.head = head;
+    o.cell_pixels = cell_pixels;
+    dr::write_mask_png(path, e.prior(), layout, o);
   });
 }
 

@@ -633,3 +633,26 @@ def test_compiled_transformer_matches_eager(wan, wan_inputs):
     assert explained.graph_break_count <= 1
     assert torch.equal(compiled, eager)
     torch._dynamo.reset()
+
+
+def test_mask_pictures(wan, wan_inputs, tmp_path):
+    """state.save_mask_png draws a layer's layout; without keep_layouts only the last layer can be."""
+    x = wan_inputs()
+    state = dynamicrad.enable(wan, warmup_steps=0, block_size=32, regime="high")
+    _forward(wan, x)
+    state.save_mask_png(tmp_path / "last.png", layer=2, head=1)
+    assert (tmp_path / "last.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="keep_layouts"):
+        state.save_mask_png(tmp_path / "first.png", layer=1)
+    with pytest.raises(ValueError, match="layer = 0"):
+        state.save_mask_png(tmp_path / "dense.png", layer=0)  # the dense first layer
+    with pytest.raises(ValueError, match="head"):
+        state.save_mask_png(tmp_path / "bad.png", layer=2, head=9)
+    dynamicrad.disable(wan)
+    state = dynamicrad.enable(wan, warmup_steps=0, block_size=32, regime="high", keep_layouts=True)
+    _forward(wan, x)
+    for layer in (1, 2):
+        state.save_mask_png(tmp_path / f"layer{layer}.png", layer=layer)
+        assert (tmp_path / f"layer{layer}.png").stat().st_size > 100
+    with pytest.raises(ValueError, match="keep_layouts"):
+        DynamicRadConfig(keep_layouts="yes")
