@@ -193,7 +193,7 @@ def peak_bytes() -> int:
     return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
 
 
-def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str) -> dict:
+def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None) -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -225,13 +225,17 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
     lut = dynamicrad.lut_entry("high", "static-ratio")
     prior = dict(lut.prior)  # dense_adjacent off: the forced blocks leave room for 90% sparsity
     runs = []
-    for target in sparsities:
+    configs = [(t, True) for t in sparsities]
+    if stock_rotary_at is not None and model_name == "wan":
+        configs.append((stock_rotary_at, False))  # the same step with the stock rotary arithmetic
+    for target, fused_rotary in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
             log(f"[{model_name}] target sparsity {target} is out of reach: the prior's forced blocks alone leave "
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
-                                  prior=prior, selection={"r_near": r, "r_far": r}, block_size=block)
+                                  prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
+                                  fused_rotary=fused_rotary)
         reset_peak()
         mean, best, out = time_call(model, inputs, repeats)
         peak = peak_bytes()
@@ -242,7 +246,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
         entry = {
-            "target_sparsity": target, "ratio": r, "layer_sparsity": layer_sparsity,
+            "target_sparsity": target, "fused_rotary": fused_rotary, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean,
             "selection_s": overhead, "selection_share": overhead / mean,
             "peak_bytes": peak, "engine_device_bytes": engine_bytes,
@@ -255,7 +259,8 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
             },
         }
         runs.append(entry)
-        log(f"[{model_name}] sparsity {layer_sparsity:.3f} (target {target}): {mean:.3f} s, "
+        log(f"[{model_name}] sparsity {layer_sparsity:.3f} (target {target}, "
+            f"{'one-pass' if fused_rotary else 'stock'} rotary): {mean:.3f} s, "
             f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
             f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}")
         dynamicrad.disable(model)
@@ -273,6 +278,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after one warm-up")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test of this script")
+    parser.add_argument("--stock-rotary-at", type=float, help="Wan: also time this sparsity with the stock "
+                        "rotary arithmetic (fused_rotary=False), to separate the two gains")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     args = parser.parse_args()
     try:
@@ -289,15 +296,16 @@ def main() -> int:
         print("bench_step: needs a CUDA GPU (or --tiny --device cpu)", file=sys.stderr)
         return 1
     models = ["wan", "hunyuan"] if args.model == "both" else [args.model]
-    results = [run(m, sparsities, args.repeats, args.tiny, args.device) for m in models]
+    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at) for m in models]
     for r in results:
         print(f"\n{r['model']} on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
         cudnn = r["stock_sdpa_cudnn"]
         print(f"  stock SDPA default {r['stock_sdpa_default']['mean_s']:.3f} s"
               + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else ""))
-        print("  target  achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
+        print("  target  rotary    achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
         for x in r["dynamicrad"]:
-            print(f"  {x['target_sparsity']:.2f}    {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
+            rot = "one-pass" if x["fused_rotary"] else "stock   "
+            print(f"  {x['target_sparsity']:.2f}    {rot}  {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
                   f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
                   f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
     if args.out:

@@ -92,6 +92,11 @@ int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64
 int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int64_t head, int32_t cell_pixels,
                        const char* path, char* error, size_t error_size);
 
+/* Wan's rotary embedding in one pass (rotary.h): out = rotate(x) with cos / sin tables
+ * [tokens, head_dim] float; device 0 = cpu (host pointers), 1 = cuda (device pointers, `stream`). */
+int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
+              void* stream, char* error, size_t error_size);
+
 /* perm[p] = raster position of the token at sequence position p (geometry.h); `geometry_json` is the
  * "geometry" object above; n must equal the geometry's total tokens. */
 int dr_token_permutation(const char* geometry_json, int64_t* perm, int64_t n, char* error, size_t error_size);

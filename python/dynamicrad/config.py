@@ -34,6 +34,8 @@ class DynamicRadConfig:
     prior, selection:  overrides of LUT fields, e.g. ``prior={"gamma": 2.0}``,
                        ``selection={"r_near": 0.3}``.
     threads:           CPU engine threads (0: all).
+    fused_rotary:      Wan: apply the rotary embedding in one pass (the same bits as the stock
+                       processor's ten elementwise passes); False runs the stock arithmetic.
     keep_layouts:      keep every layer's last layout (on the GPU: about batch x heads x kept blocks
                        x 4 bytes a layer) so that ``state.save_mask_png`` can draw any layer; off,
                        only the layer that ran last can be drawn.
@@ -52,6 +54,7 @@ class DynamicRadConfig:
     selection: dict = field(default_factory=dict)
     threads: int = 0
     keep_layouts: bool = False
+    fused_rotary: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -68,8 +71,9 @@ class DynamicRadConfig:
                 raise ValueError(f"{name} = {value!r}: must be an integer >= 0")
         if not isinstance(self.refresh_interval, int) or isinstance(self.refresh_interval, bool) or self.refresh_interval < 1:
             raise ValueError(f"refresh_interval = {self.refresh_interval!r}: must be an integer >= 1")
-        if not isinstance(self.keep_layouts, bool):
-            raise ValueError(f"keep_layouts = {self.keep_layouts!r}: must be True or False")
+        for name in ("keep_layouts", "fused_rotary"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} = {getattr(self, name)!r}: must be True or False")
         if self.token_order not in TOKEN_ORDERS:
             raise ValueError(f"token_order = {self.token_order!r}: allowed values are {', '.join(TOKEN_ORDERS)}")
         if self.block_size not in (32, 64, 128):

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import torch
 
-from .engine import Engine, Selection, attend_into, select_into
+import ctypes
+
+from . import _library as _lib
+from .engine import Engine, Selection, attend_into, c_tensor, select_into
 
 
 @torch.library.custom_op("dynamicrad::sparse_attention", mutates_args=())
@@ -69,3 +72,38 @@ def sparse_attention(
         q, k, v, engine.handle, slot, select, selection.mode_code,
         selection.r_near, selection.r_far, selection.tau_near, selection.tau_far,
     )
+
+
+@torch.library.custom_op("dynamicrad::rotary", mutates_args=())
+def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    if cos.dtype != torch.float32 or sin.dtype != torch.float32:
+        raise ValueError(f"cos, sin: the rotary tables must be float32, got {cos.dtype}, {sin.dtype}")
+    b, n, h, d = x.shape
+    if cos.numel() != n * d or sin.numel() != n * d:
+        raise ValueError(f"cos, sin: expected {n} x {d} values (tokens x head_dim), got {tuple(cos.shape)}, {tuple(sin.shape)}")
+    if not (x.device == cos.device == sin.device):
+        raise ValueError(f"x, cos, sin must be on one device, got {x.device}, {cos.device}, {sin.device}")
+    x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
+    out = torch.empty_like(x)
+    cx, cout = c_tensor(x, "x"), c_tensor(out, "out")
+    cuda = x.device.type == "cuda"
+    stream = ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream) if cuda else None
+    error = _lib.error_buffer()
+    status = _lib.library().dr_rotary(
+        ctypes.byref(cx), ctypes.byref(cout), ctypes.c_void_p(cos.data_ptr()), ctypes.c_void_p(sin.data_ptr()),
+        1 if cuda else 0, stream, error, len(error),
+    )
+    _lib.check(status, error, "rotary")
+    return out
+
+
+@_rotary.register_fake
+def _(x, cos, sin):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's rotary embedding of x [batch, tokens, heads, head_dim] (interleaved pairs) in one pass,
+    bit-identical to diffusers' WanAttnProcessor arithmetic; cos / sin are its float32 tables
+    ([1, tokens, 1, head_dim] or [tokens, head_dim])."""
+    return torch.ops.dynamicrad.rotary(x, cos, sin)

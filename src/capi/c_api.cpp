@@ -15,6 +15,7 @@
 #include "dynamicrad/lut.h"
 #include "dynamicrad/picture.h"
 #include "dynamicrad/presets.h"
+#include "dynamicrad/rotary.h"
 #include "dynamicrad/tune_space.h"
 
 #ifndef DYNAMICRAD_VERSION
@@ -221,6 +222,20 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
     o.head = head;
     o.cell_pixels = cell_pixels;
     dr::write_mask_png(path, e.prior(), layout, o);
+  });
+}
+
+int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
+              void* stream, char* error, size_t error_size) {
+  return guarded(error, error_size, [&] {
+    if (device != 0 && device != 1) throw dr::Error("device", std::to_string(device) + ": allowed 0 (cpu), 1 (cuda)");
+    dr::RotaryArgs a;
+    a.x = const_tensor(x, "x");
+    a.out = mutable_tensor(out, "out");
+    a.cos = cos_table;
+    a.sin = sin_table;
+    a.stream = stream;
+    dr::apply_rotary(a, device == 1 ? dr::Device::cuda : dr::Device::cpu);
   });
 }
 

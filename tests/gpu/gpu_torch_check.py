@@ -4,7 +4,8 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
   1. The CUDA engine against the CPU engine on the same bf16 inputs: identical layouts, outputs
      within bf16 tolerance, for both modes, batch 1 and 2, block 128 and 64, a text suffix.
   2. The torch operator on CUDA under torch.compile(fullgraph=True) equals eager.
-  3. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
+  3. The one-pass rotary embedding on CUDA: the stock processor's bits.
+  4. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
 """
 
 from __future__ import annotations
@@ -73,6 +74,16 @@ def compiled_op() -> None:
     check(torch.allclose(eager, compiled, rtol=1e-3, atol=1e-3), "torch.compile(fullgraph=True) on CUDA == eager")
 
 
+def rotary_bits() -> None:
+    from dynamicrad.integrations.wan import _rotate
+
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        x = (torch.randn(2, 1031, 5, 128, device="cuda") * 3).to(dtype)
+        cos, sin = torch.randn(1, 1031, 1, 128, device="cuda"), torch.randn(1, 1031, 1, 128, device="cuda")
+        check(torch.equal(dynamicrad.rotary(x, cos, sin), _rotate(x, cos, sin)),
+              f"rotary on CUDA is bit-identical to the stock arithmetic ({dtype})")
+
+
 def wan_density_one() -> None:
     from diffusers import WanTransformer3DModel
 
@@ -104,6 +115,7 @@ def main() -> int:
         return 1
     engine_vs_cpu()
     compiled_op()
+    rotary_bits()
     wan_density_one()
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0

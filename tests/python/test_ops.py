@@ -456,3 +456,30 @@ def test_backward_is_an_error_not_a_silent_zero():
         out, _ = dynamicrad.sparse_attention(q, k, v, engine, Selection())
         with pytest.raises(RuntimeError, match="no autograd formula"):
             out.sum().backward()
+
+
+# ---- the one-pass rotary embedding --------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_rotary_is_bit_identical_to_the_stock_arithmetic(dtype):
+    from dynamicrad.integrations.wan import _rotate
+
+    g = torch.Generator().manual_seed(11)
+    x = (torch.randn(2, 37, 3, 64, generator=g) * 3).to(dtype)
+    cos, sin = torch.randn(1, 37, 1, 64, generator=g), torch.randn(1, 37, 1, 64, generator=g)
+    assert torch.equal(dynamicrad.rotary(x, cos, sin), _rotate(x, cos, sin))
+    # [tokens, head_dim] tables are the same numbers
+    assert torch.equal(dynamicrad.rotary(x, cos[0, :, 0], sin[0, :, 0]), _rotate(x, cos, sin))
+
+
+def test_rotary_opcheck_and_errors():
+    x = torch.randn(1, 9, 2, 8)
+    cos, sin = torch.randn(1, 9, 1, 8), torch.randn(1, 9, 1, 8)
+    torch.library.opcheck(torch.ops.dynamicrad.rotary.default, (x, cos, sin))
+    with pytest.raises(ValueError, match="float32"):
+        dynamicrad.rotary(x, cos.double(), sin)
+    with pytest.raises(ValueError, match="tokens x head_dim"):
+        dynamicrad.rotary(x, cos[:, :8], sin[:, :8])
+    with pytest.raises(ValueError, match="even"):
+        dynamicrad.rotary(torch.randn(1, 9, 2, 7), torch.randn(9, 7), torch.randn(9, 7))
+    with pytest.raises(ValueError, match="dtype"):
+        dynamicrad.rotary(x.double(), cos, sin)

@@ -656,3 +656,14 @@ def test_mask_pictures(wan, wan_inputs, tmp_path):
         assert (tmp_path / f"layer{layer}.png").stat().st_size > 100
     with pytest.raises(ValueError, match="keep_layouts"):
         DynamicRadConfig(keep_layouts="yes")
+
+
+def test_fused_rotary_gives_the_stock_bits(make_wan, wan_inputs):
+    """fused_rotary only changes how the rotary embedding is computed, not a bit of the result."""
+    x = wan_inputs(batch=2)
+    outs = []
+    for fused in (True, False):
+        model = make_wan(seed=4)
+        dynamicrad.enable(model, warmup_steps=0, block_size=32, regime="high", fused_rotary=fused)
+        outs.append(_forward(model, x))
+    assert torch.equal(outs[0], outs[1])

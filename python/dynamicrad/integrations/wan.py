@@ -7,6 +7,7 @@ from typing import Optional
 
 import torch
 
+from ..ops import rotary
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processor, video_shape
 
@@ -53,11 +54,25 @@ class WanSelfAttentionProcessor(LayerProcessor):
         key = key.unflatten(2, (attn.heads, -1))
         value = value.unflatten(2, (attn.heads, -1))
         if rotary_emb is not None:
-            query, key = _rotate(query, *rotary_emb), _rotate(key, *rotary_emb)
+            query, key = self._rotate(query, rotary_emb), self._rotate(key, rotary_emb)
         out = state.attention(self.layer, query, key, value)
         out = out.flatten(2, 3).type_as(query)
         out = attn.to_out[0](out)
         return attn.to_out[1](out)
+
+    def _rotate(self, x: torch.Tensor, rotary_emb: tuple) -> torch.Tensor:
+        freqs_cos, freqs_sin = rotary_emb
+        if self.state.config.fused_rotary and _fusable(x, freqs_cos, freqs_sin):
+            return rotary(x, freqs_cos, freqs_sin)  # same bits, one pass
+        return _rotate(x, freqs_cos, freqs_sin)
+
+
+def _fusable(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> bool:
+    """The one-pass rotary kernel covers Wan's own tables: float32 [1, tokens, 1, head_dim]."""
+    shape = (1, x.shape[1], 1, x.shape[3])
+    return (x.dtype in (torch.float32, torch.float16, torch.bfloat16) and freqs_cos.dtype == torch.float32
+            and freqs_sin.dtype == torch.float32 and tuple(freqs_cos.shape) == shape
+            and tuple(freqs_sin.shape) == shape and freqs_cos.device == x.device)
 
 
 def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
