@@ -1,5 +1,6 @@
 // The CPU engine: selection with pool_blocks + select_blocks, attention with the CPU block-sparse
-// backend. Layouts stay on the host.
+// backend. Each select() plans attention once for its layout (host memory); attend() only runs that
+// plan, so a layout reused for several calls is neither copied nor planned again.
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,7 +17,7 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
  public:
   CpuEngine(const RadialPrior& prior, const EngineOptions& options)
       : prior_(prior), options_(options), counts_(static_cast<std::size_t>(options.slots)),
-        layouts_(static_cast<std::size_t>(options.keep_layouts ? options.slots : 1)) {}
+        plans_(static_cast<std::size_t>(options.keep_layouts ? options.slots : 1)) {}
 
   void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot, void*) override {
     VideoGeometry g = prior_.geometry;
@@ -24,19 +25,20 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
     const PooledBlocks pooled = pool_blocks(q, k, g);
     BlockLayout layout = select_blocks(prior_, pooled, params);
     counts_[slot] = KeptBlocks{layout.row_offsets.back(), layout.batch * layout.heads * layout.blocks * layout.blocks};
-    layouts_[index(slot)] = std::move(layout);
+    AttentionOptions o;
+    o.scale = options_.scale;
+    o.threads = options_.threads;
+    plans_[index(slot)] = plan_cpu_attention(std::move(layout), o);
     current_ = slot;
   }
 
   void attend(const AttentionArgs& args, int slot) const override {
-    const BlockLayout& layout = stored(slot);
-    require(args.q.shape.batch == layout.batch, "q",
-            "batch " + std::to_string(args.q.shape.batch) + " differs from the batch " + std::to_string(layout.batch) +
+    const AttentionBackend& plan = stored(slot);
+    const std::int64_t batch = plan.layout().batch;
+    require(args.q.shape.batch == batch, "q",
+            "batch " + std::to_string(args.q.shape.batch) + " differs from the batch " + std::to_string(batch) +
                 " slot " + std::to_string(slot) + "'s layout was selected for");
-    AttentionOptions o;
-    o.scale = options_.scale;
-    o.threads = options_.threads;
-    plan_cpu_attention(layout, o)->run(args);
+    plan.run(args);
   }
 
   KeptBlocks kept(int slot, void*) const override {
@@ -44,24 +46,24 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
     return counts_[slot];
   }
 
-  BlockLayout layout(int slot, void*) const override { return stored(slot); }
+  BlockLayout layout(int slot, void*) const override { return stored(slot).layout(); }
 
   std::int64_t device_bytes() const override { return 0; }
 
  private:
   std::size_t index(int slot) const { return options_.keep_layouts ? static_cast<std::size_t>(slot) : 0; }
 
-  const BlockLayout& stored(int slot) const {
+  const AttentionBackend& stored(int slot) const {
     if (!options_.keep_layouts && current_ != slot) throw_replaced_slot(slot, current_);
-    const BlockLayout& layout = layouts_[index(slot)];
-    require(layout.rows() > 0, "slot", std::to_string(slot) + ": no layout was selected for it yet");
-    return layout;
+    const std::unique_ptr<AttentionBackend>& plan = plans_[index(slot)];
+    require(plan != nullptr, "slot", std::to_string(slot) + ": no layout was selected for it yet");
+    return *plan;
   }
 
   const RadialPrior& prior_;
   EngineOptions options_;
   std::vector<KeptBlocks> counts_;
-  std::vector<BlockLayout> layouts_;
+  std::vector<std::unique_ptr<AttentionBackend>> plans_;
   int current_ = -1;
 };
 

@@ -57,34 +57,33 @@ class Canvas {
       fill(x - (thickness - 1) / 2, y - (thickness - 1) / 2, x + thickness / 2, y + thickness / 2, c);
     }
   }
-  void text(int x, int y, const std::string& s, PlotColour c) {  // (x, y): top-left corner
+  // Calls pixel(i, gx, gy) for every set pixel (gx, gy) of the glyph of character i of s.
+  template <class Pixel>
+  static void glyph_pixels(const std::string& s, Pixel&& pixel) {
     for (std::size_t i = 0; i < s.size(); ++i) {
       const char* const* rows = detail::glyph(s[i]);
       if (rows == nullptr) continue;
       for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
         for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
-          if (rows[gy][gx] != '#') continue;
-          const int px = x + static_cast<int>(i) * kAdvance + gx * kTextScale;
-          fill(px, y + gy * kTextScale, px + kTextScale - 1, y + gy * kTextScale + kTextScale - 1, c);
+          if (rows[gy][gx] == '#') pixel(static_cast<int>(i), gx, gy);
         }
       }
     }
   }
+  void text(int x, int y, const std::string& s, PlotColour c) {  // (x, y): top-left corner
+    glyph_pixels(s, [&](int i, int gx, int gy) {
+      const int px = x + i * kAdvance + gx * kTextScale;
+      fill(px, y + gy * kTextScale, px + kTextScale - 1, y + gy * kTextScale + kTextScale - 1, c);
+    });
+  }
   // Text drawn bottom-to-top (for the y label), (x, y) the top-left corner of its box.
   void vertical_text(int x, int y, const std::string& s, PlotColour c) {
     const int length = static_cast<int>(s.size()) * kAdvance;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-      const char* const* rows = detail::glyph(s[i]);
-      if (rows == nullptr) continue;
-      for (int gy = 0; gy < detail::kGlyphHeight; ++gy) {
-        for (int gx = 0; gx < detail::kGlyphWidth; ++gx) {
-          if (rows[gy][gx] != '#') continue;
-          const int px = x + gy * kTextScale;
-          const int py = y + length - (static_cast<int>(i) * kAdvance + gx * kTextScale) - kTextScale;
-          fill(px, py, px + kTextScale - 1, py + kTextScale - 1, c);
-        }
-      }
-    }
+    glyph_pixels(s, [&](int i, int gx, int gy) {
+      const int px = x + gy * kTextScale;
+      const int py = y + length - (i * kAdvance + gx * kTextScale) - kTextScale;
+      fill(px, py, px + kTextScale - 1, py + kTextScale - 1, c);
+    });
   }
   const std::vector<std::uint8_t>& pixels() const { return pixels_; }
 

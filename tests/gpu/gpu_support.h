@@ -22,34 +22,13 @@
 #include "dynamicrad/error.h"
 #include "dynamicrad/layout.h"
 #include "dynamicrad/tensor.h"
+#include "../random_stream.h"
 
 namespace gpu_test {
 
 // ---- random numbers -----------------------------------------------------------------------------
 
-// SplitMix64 with Box-Muller normals: the same stream on every platform.
-class Rng {
- public:
-  explicit Rng(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-  std::int64_t integer(std::int64_t lo, std::int64_t hi) {
-    return lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo + 1));
-  }
-  double normal() {
-    double u1 = uniform();
-    while (u1 <= 0.0) u1 = uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * uniform());
-  }
-
- private:
-  std::uint64_t state_;
-};
+using Rng = dr_test::Rng;  // the stream of the CPU tests (random_stream.h)
 
 // ---- the command line and the run ---------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 
@@ -42,10 +42,13 @@ def video_shape(latents: torch.Tensor, patch: tuple) -> VideoShape:
     return VideoShape(f // pt, h // ph, w // pw)
 
 
-def install_processor(attn: torch.nn.Module, processor: Any, state: DynamicRadState) -> None:
-    stock = attn.processor
-    attn.set_processor(processor)
-    state.add_restore(lambda: attn.set_processor(stock))
+def install_processors(layers: list, processor_class: type, state: DynamicRadState, first_layer: int) -> None:
+    """Puts a `processor_class` on every attention module of `layers` (one transformer's, numbered
+    from `first_layer` across the pipeline) and registers the stock processor's return."""
+    for index, attn in enumerate(layers):
+        stock = attn.processor
+        attn.set_processor(processor_class(state, first_layer + index, index, stock))
+        state.add_restore(lambda attn=attn, stock=stock: attn.set_processor(stock))
 
 
 def add_hook(state: DynamicRadState, handle: Any) -> None:
@@ -68,7 +71,3 @@ def install_entry_hooks(
 
     add_hook(state, model.register_forward_pre_hook(pre, with_kwargs=True))
     add_hook(state, model.register_forward_hook(post, with_kwargs=True, always_call=True))
-
-
-def permute_tokens(x: torch.Tensor, index: Optional[torch.Tensor], dim: int) -> torch.Tensor:
-    return x if index is None else x.index_select(dim, index)

@@ -14,7 +14,7 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
 from ..state import DynamicRadState
-from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processor, video_shape
+from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
 
 
 def self_attention_layers(model) -> list:
@@ -120,8 +120,7 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         state.begin_call(timestep, video_shape(latents, patch), lengths)
 
     install_entry_hooks(model, state, on_entry)
-    for index, attn in enumerate(self_attention_layers(model)):
-        install_processor(attn, HunyuanVideoAttentionProcessor(state, first_layer + index, index, attn.processor), state)
+    install_processors(self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
 

@@ -9,7 +9,7 @@ import torch
 
 from ..ops import rotary
 from ..state import DynamicRadState
-from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processor, video_shape
+from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
 
 
 def self_attention_layers(model) -> list:
@@ -90,8 +90,7 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         state.begin_call(timestep, video)
 
     install_entry_hooks(model, state, on_entry)
-    for index, attn in enumerate(self_attention_layers(model)):
-        install_processor(attn, WanSelfAttentionProcessor(state, first_layer + index, index, attn.processor), state)
+    install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
 
