@@ -38,6 +38,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--token-order", default="raster", choices=["raster", "tiled3d"])
     p.add_argument("--lut", type=Path, help="a LUT JSON file (default: the built-in table)")
     p.add_argument("--dense", action="store_true", help="run the stock pipeline (no DynamicRad)")
+    p.add_argument("--compile", action="store_true",
+                   help="compile the transformer blocks (diffusers' compile_repeated_blocks, fullgraph)")
     p.add_argument("--out", type=Path, default=Path("video.mp4"))
     return p.parse_args()
 
@@ -78,6 +80,11 @@ def main() -> int:
             warmup_steps=args.warmup_steps, dense_layers=args.dense_layers,
             refresh_interval=args.refresh_interval, token_order=args.token_order,
         )
+    if args.compile:  # after enable(): one graph per block class serves every layer and step
+        for name in ("transformer", "transformer_2"):
+            model = getattr(pipe, name, None)
+            if model is not None:
+                model.compile_repeated_blocks(fullgraph=True)
     call = dict(prompt=args.prompt, height=args.height, width=args.width, num_frames=args.frames,
                 num_inference_steps=args.steps, generator=torch.Generator("cuda").manual_seed(args.seed))
     if "hunyuan" not in type(pipe).__name__.lower():

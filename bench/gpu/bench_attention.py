@@ -7,7 +7,9 @@ to every sparse kernel:
   ours        plan_cuda_attention() through the C ABI in libdynamicrad_bench_capi.so (ctypes)
   flex        torch.nn.attention.flex_attention (compiled) with BlockMask.from_kv_blocks(...) holding
               the layout as full blocks (no mask_mod evaluation)
-  flashinfer  flashinfer.BlockSparseAttentionWrapper(indptr, indices, R = C = 128)
+  flashinfer  flashinfer.BlockSparseAttentionWrapper(indptr, indices, R = C = 128), once per backend
+              of --flashinfer-backends: "fa2" is how the reference implementation (Radial Attention's
+              radial_attn/attn_mask.py) constructs it, "auto" is FlashInfer's own pick (FA3 on sm_90)
 and cuDNN dense attention (torch SDPA, CUDNN_ATTENTION backend) is the dense reference.
 Layouts: "band+random" rows keep round(density * blocks) key blocks, half as a band around the
 diagonal and half uniformly at random (the shape of radial masks plus long-range picks), the same
@@ -187,6 +189,10 @@ def main():
     ap.add_argument("--no-prior", action="store_true", help="skip the radial-prior layout")
     ap.add_argument("--no-flex", action="store_true")
     ap.add_argument("--no-flashinfer", action="store_true")
+    ap.add_argument("--flashinfer-backends", default="auto,fa2",
+                    help="BlockSparseAttentionWrapper backends to time; the first gives the 'x FI' column, "
+                         "the others get their own columns (default: auto = FA3 on sm_90, then fa2 as the "
+                         "reference implementation uses it)")
     ap.add_argument("--variants-at", default="0.15,1.0",
                     help="densities at which the other kernel variants (stages, longest-first, mma.sync) are timed "
                          "too (always for the radial prior)")
@@ -212,6 +218,9 @@ def main():
         except Exception as e:  # noqa: BLE001 - report why the baseline is missing
             flashinfer_note = f"import failed: {type(e).__name__}: {e}"
     print(f"flashinfer: {flashinfer_note}", flush=True)
+    fi_backends = [b for b in args.flashinfer_backends.split(",") if b]
+    if flashinfer is not None and not fi_backends:
+        raise SystemExit("--flashinfer-backends: give at least one backend (auto, fa2, fa3)")
     flex = None
     if not args.no_flex:
         from torch.nn.attention.flex_attention import flex_attention
@@ -305,33 +314,10 @@ def main():
                     traceback.print_exc()
 
             if flashinfer is not None:
-                try:
-                    ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
-                    wrapper = flashinfer.BlockSparseAttentionWrapper(ws)
-                    t0 = time.time()
-                    wrapper.plan(torch.from_numpy(offsets.astype(np.int32)).cuda(),
-                                 torch.from_numpy(cols.astype(np.int32)).cuda(), tokens, blocks * BLOCK, BLOCK,
-                                 BLOCK, heads, heads, HEAD_DIM, sm_scale=scale, q_data_type=torch.bfloat16,
-                                 kv_data_type=torch.bfloat16, o_data_type=torch.bfloat16)
-                    fo = wrapper.run(q[0], fi_k, fi_v)
-                    torch.cuda.synchronize()
-                    row["flashinfer_first_call_s"] = time.time() - t0
-                    row["flashinfer_backend"] = getattr(wrapper, "_backend", "?")
-                    ms = time_ms(lambda: wrapper.run(q[0], fi_k, fi_v))[0]
-                    row["flashinfer_ms"] = ms
-                    row["flashinfer_tflops"] = flops / ms / 1e9
-                    if "ours" in ours_out:
-                        # Rows whose layout holds the short last block differ by design (zero-padded keys).
-                        has_last = np.zeros(blocks, dtype=bool)
-                        for r in range(blocks):
-                            has_last[r] = blocks - 1 in cols[offsets[r]:offsets[r + 1]]
-                        token_rows = torch.from_numpy(np.repeat(~has_last, BLOCK)[:tokens]).cuda()
-                        if token_rows.any():
-                            row["check_ours_vs_flashinfer"] = rel_l2(ours_out["ours"], fo.unsqueeze(0), token_rows)
-                    del fo, wrapper, ws
-                except Exception as e:  # noqa: BLE001
-                    row["flashinfer_error"] = f"{type(e).__name__}: {e}"
-                    traceback.print_exc()
+                for backend in fi_backends:
+                    prefix = "flashinfer" if backend == fi_backends[0] else f"flashinfer_{backend}"
+                    time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads, scale,
+                                    q, fi_k, fi_v, flops, ours_out.get("ours"))
             del ours_out
             torch.cuda.empty_cache()
             results.append(row)
@@ -347,6 +333,38 @@ def main():
                        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "results": results}, f, indent=1)
 
 
+def time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads, scale, q, fi_k, fi_v,
+                    flops, ours):
+    """Times BlockSparseAttentionWrapper(backend) on the layout; results go into row[prefix + '_...']."""
+    try:
+        ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
+        wrapper = flashinfer.BlockSparseAttentionWrapper(ws, backend=backend)
+        t0 = time.time()
+        wrapper.plan(torch.from_numpy(offsets.astype(np.int32)).cuda(),
+                     torch.from_numpy(cols.astype(np.int32)).cuda(), tokens, blocks * BLOCK, BLOCK,
+                     BLOCK, heads, heads, HEAD_DIM, sm_scale=scale, q_data_type=torch.bfloat16,
+                     kv_data_type=torch.bfloat16, o_data_type=torch.bfloat16)
+        fo = wrapper.run(q[0], fi_k, fi_v)
+        torch.cuda.synchronize()
+        row[f"{prefix}_first_call_s"] = time.time() - t0
+        row[f"{prefix}_backend"] = getattr(wrapper, "_backend", backend)
+        ms = time_ms(lambda: wrapper.run(q[0], fi_k, fi_v))[0]
+        row[f"{prefix}_ms"] = ms
+        row[f"{prefix}_tflops"] = flops / ms / 1e9
+        if ours is not None:
+            # Rows whose layout holds the short last block differ by design (zero-padded keys).
+            has_last = np.zeros(blocks, dtype=bool)
+            for r in range(blocks):
+                has_last[r] = blocks - 1 in cols[offsets[r]:offsets[r + 1]]
+            token_rows = torch.from_numpy(np.repeat(~has_last, BLOCK)[:tokens]).cuda()
+            if token_rows.any():
+                row[f"check_ours_vs_{prefix}"] = rel_l2(ours, fo.unsqueeze(0), token_rows)
+        del fo, wrapper, ws
+    except Exception as e:  # noqa: BLE001
+        row[f"{prefix}_error"] = f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+
+
 def fmt(row, key, spec):
     return format(row[key], spec) if key in row else "-"
 
@@ -356,7 +374,7 @@ def print_row(row, flush=False):
     extras = ", ".join(f"{k}={row[k]:.2e}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
     print(f"  {row['layout']:<11} density {row['density']:.3f}: ours {fmt(row, 'ours_ms', '.2f')} ms "
           f"({fmt(row, 'ours_tflops', '.0f')} TF/s), flex {fmt(row, 'flex_ms', '.2f')} ms, "
-          f"flashinfer {fmt(row, 'flashinfer_ms', '.2f')} ms  {extras}", flush=flush)
+          f"flashinfer {fmt(row, 'flashinfer_ms', '.2f')} ms, fa2 {fmt(row, 'flashinfer_fa2_ms', '.2f')} ms  {extras}", flush=flush)
 
 
 def print_table(results, device):
@@ -364,18 +382,21 @@ def print_table(results, device):
     print("TF/s = effective TFLOP/s on computed blocks; x = their time / our time; "
           "vs cuDNN = our TF/s / cuDNN dense TF/s\n")
     header = ("| shape | layout | density | ours ms | ours TF/s | cuDNN dense TF/s | vs cuDNN | flex ms | flex TF/s "
-              "| x flex | flashinfer ms | FI TF/s | x FI | 2-stage TF/s | 3-stage TF/s | longest-first TF/s | mma.sync TF/s |")
+              "| x flex | flashinfer ms | FI TF/s | x FI | FI fa2 ms | FI fa2 TF/s | x FI fa2 | 2-stage TF/s | 3-stage TF/s | longest-first TF/s | mma.sync TF/s |")
     print(header)
     print("|" + "|".join(["---"] * (header.count("|") - 1)) + "|")
     for r in results:
         vs = (r["ours_tflops"] / r["cudnn_dense_tflops"]) if "ours_tflops" in r else None
         xf = (r["flex_ms"] / r["ours_ms"]) if "flex_ms" in r and "ours_ms" in r else None
         xi = (r["flashinfer_ms"] / r["ours_ms"]) if "flashinfer_ms" in r and "ours_ms" in r else None
+        x2 = (r["flashinfer_fa2_ms"] / r["ours_ms"]) if "flashinfer_fa2_ms" in r and "ours_ms" in r else None
         print(f"| {r['shape']} | {r['layout']} | {r['density']:.3f} | {fmt(r, 'ours_ms', '.2f')} | "
               f"{fmt(r, 'ours_tflops', '.0f')} | {r['cudnn_dense_tflops']:.0f} | "
               f"{'-' if vs is None else format(vs, '.2f')} | {fmt(r, 'flex_ms', '.2f')} | {fmt(r, 'flex_tflops', '.0f')} | "
               f"{'-' if xf is None else format(xf, '.2f')} | {fmt(r, 'flashinfer_ms', '.2f')} | "
               f"{fmt(r, 'flashinfer_tflops', '.0f')} | {'-' if xi is None else format(xi, '.2f')} | "
+              f"{fmt(r, 'flashinfer_fa2_ms', '.2f')} | {fmt(r, 'flashinfer_fa2_tflops', '.0f')} | "
+              f"{'-' if x2 is None else format(x2, '.2f')} | "
               f"{fmt(r, 'ours_2stage_tflops', '.0f')} | {fmt(r, 'ours_3stage_tflops', '.0f')} | "
               f"{fmt(r, 'ours_longest_first_tflops', '.0f')} | {fmt(r, 'ours_mma_sync_tflops', '.0f')} |")
 

@@ -9,8 +9,13 @@ guidance step is two such calls) with:
 Also: DynamicRad's own overhead (layout selection per layer, timed alone), the GPU memory of both
 runs, and the modelled 50-step total with the reference warm-up (12 dense steps).
 
+With --compile both, the same measurements are repeated after diffusers' regional compilation
+(``transformer.compile_repeated_blocks(fullgraph=True)``, inductor) of the same model: stock and
+DynamicRad are then both compiled, so only the attention differs between them.
+
     python bench/gpu/bench_step.py --model wan --out results/step.json
     python bench/gpu/bench_step.py --model hunyuan
+    python bench/gpu/bench_step.py --model wan --sparsities 0.85 --compile both
     python bench/gpu/bench_step.py --tiny --device cpu      # smoke test of the script
 
 Needs: an sm_90 GPU, torch, diffusers, and the dynamicrad package (pip install ., or
@@ -193,24 +198,48 @@ def peak_bytes() -> int:
     return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
 
 
-def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None) -> dict:
+def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
+        compile_mode: str = "none") -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
     result = {"model": model_name, "parameters": n_params,
               "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
-              "latents": list(inputs["hidden_states"].shape)}
+              "latents": list(inputs["hidden_states"].shape), "modes": {}}
+    if compile_mode in ("none", "both"):
+        result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
+                                           stock_rotary_at, "eager")
+    if compile_mode in ("regional", "both"):
+        # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
+        # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
+        # compiles; time_call's warm-up call absorbs it.
+        model.compile_repeated_blocks(fullgraph=True)
+        result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
+                                              stock_rotary_at, "compiled")
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return result
 
+
+def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
+            stock_rotary_at, label: str) -> dict:
+    """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
+    compiled)."""
+    tag = f"[{model_name}, {label}]"
+    result = {}
     reset_peak()
+    t0 = time.time()
     mean, best, dense_out = time_call(model, inputs, repeats)
-    result["stock_sdpa_default"] = {"mean_s": mean, "min_s": best, "peak_bytes": peak_bytes()}
-    log(f"[{model_name}] stock SDPA (default backend): {mean:.3f} s")
+    result["stock_sdpa_default"] = {"mean_s": mean, "min_s": best, "peak_bytes": peak_bytes(),
+                                    "first_call_s": time.time() - t0 - mean * repeats}
+    log(f"{tag} stock SDPA (default backend): {mean:.3f} s")
     result["stock_sdpa_cudnn"] = None
     if device == "cuda":
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
             mean, best, _ = time_call(model, inputs, repeats)
         result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best}
-        log(f"[{model_name}] stock SDPA (cuDNN): {mean:.3f} s")
+        log(f"{tag} stock SDPA (cuDNN): {mean:.3f} s")
     dense = min(x["mean_s"] for x in (result["stock_sdpa_default"], result["stock_sdpa_cudnn"]) if x)
     result["stock_best_s"] = dense
     stock_peak = result["stock_sdpa_default"]["peak_bytes"]
@@ -231,13 +260,15 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
     for target, fused_rotary in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
-            log(f"[{model_name}] target sparsity {target} is out of reach: the prior's forced blocks alone leave "
+            log(f"{tag} target sparsity {target} is out of reach: the prior's forced blocks alone leave "
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
                                   prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
                                   fused_rotary=fused_rotary)
         reset_peak()
+        t0 = time.time()
         mean, best, out = time_call(model, inputs, repeats)
+        first_call = time.time() - t0 - mean * repeats
         peak = peak_bytes()
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
@@ -247,7 +278,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
         entry = {
             "target_sparsity": target, "fused_rotary": fused_rotary, "ratio": r, "layer_sparsity": layer_sparsity,
-            "mean_s": mean, "min_s": best, "speedup": dense / mean,
+            "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
             "selection_s": overhead, "selection_share": overhead / mean,
             "peak_bytes": peak, "engine_device_bytes": engine_bytes,
             "extra_memory_share": (peak + engine_bytes - stock_peak) / stock_peak if stock_peak else 0.0,
@@ -259,16 +290,27 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
             },
         }
         runs.append(entry)
-        log(f"[{model_name}] sparsity {layer_sparsity:.3f} (target {target}, "
+        log(f"{tag} sparsity {layer_sparsity:.3f} (target {target}, "
             f"{'one-pass' if fused_rotary else 'stock'} rotary): {mean:.3f} s, "
             f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
             f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}")
         dynamicrad.disable(model)
     result["dynamicrad"] = runs
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
     return result
+
+
+def print_mode(r: dict, label: str, mode: dict) -> None:
+    print(f"\n{r['model']} ({label}) on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
+    cudnn = mode["stock_sdpa_cudnn"]
+    print(f"  stock SDPA default {mode['stock_sdpa_default']['mean_s']:.3f} s"
+          + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else ""))
+    print("  target  rotary    achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
+    for x in mode["dynamicrad"]:
+        rot = "one-pass" if x["fused_rotary"] else "stock   "
+        print(f"  {x['target_sparsity']:.2f}    {rot}  {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
+              f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
+              f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
+
 
 
 def main() -> int:
@@ -281,6 +323,9 @@ def main() -> int:
     parser.add_argument("--stock-rotary-at", type=float, help="Wan: also time this sparsity with the stock "
                         "rotary arithmetic (fused_rotary=False), to separate the two gains")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
+    parser.add_argument("--compile", choices=["none", "regional", "both"], default="none",
+                        help="regional: time after compile_repeated_blocks(fullgraph=True); both: eager, then "
+                             "compiled, on the same model")
     args = parser.parse_args()
     try:
         sparsities = [float(s) for s in args.sparsities.split(",")]
@@ -296,18 +341,11 @@ def main() -> int:
         print("bench_step: needs a CUDA GPU (or --tiny --device cpu)", file=sys.stderr)
         return 1
     models = ["wan", "hunyuan"] if args.model == "both" else [args.model]
-    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at) for m in models]
+    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile)
+               for m in models]
     for r in results:
-        print(f"\n{r['model']} on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
-        cudnn = r["stock_sdpa_cudnn"]
-        print(f"  stock SDPA default {r['stock_sdpa_default']['mean_s']:.3f} s"
-              + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else ""))
-        print("  target  rotary    achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
-        for x in r["dynamicrad"]:
-            rot = "one-pass" if x["fused_rotary"] else "stock   "
-            print(f"  {x['target_sparsity']:.2f}    {rot}  {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
-                  f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
-                  f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
+        for label, mode in r["modes"].items():
+            print_mode(r, label, mode)
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

@@ -113,12 +113,16 @@ class DynamicRadState:
         return layer * CALLS_PER_STEP + call
 
     # ---- engines ---------------------------------------------------------------------------
-    def geometry(self, heads: int, head_dim: int, text_tokens: int = 0) -> Geometry:
+    def check_in_call(self) -> None:
+        """ValueError unless a transformer call is running (its entry hook set the video geometry)."""
         if self.video is None:
             raise ValueError(
                 "DynamicRad attention was called outside the transformer's forward: the video geometry "
                 "is unknown (call the transformer, not the attention module)"
             )
+
+    def geometry(self, heads: int, head_dim: int, text_tokens: int = 0) -> Geometry:
+        self.check_in_call()
         v = self.video
         return Geometry(
             frames=v.frames, height=v.height, width=v.width, heads=heads, head_dim=head_dim,

@@ -3,7 +3,9 @@
 # benchmark (bench/gpu/bench_step.py). Uses the library and programs carried in .device-bin/
 # (scripts/device/build_carry.sh) and diffusers wheels carried in .pywhl/ when the image lacks it.
 #   MODEL=wan|hunyuan|both (default both), CHECKS=0 skips the checks, STOCK_ROTARY_AT=0.85 also times
-#   Wan at that sparsity with the stock rotary arithmetic. Results go to $OUT/step/.
+#   Wan at that sparsity with the stock rotary arithmetic, SPARSITIES=0.85 (default 0.80,0.85,0.90),
+#   COMPILE=both also times stock and DynamicRad after compile_repeated_blocks (inductor).
+#   Results go to $OUT/step/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-out}
@@ -23,5 +25,6 @@ if [ "${CHECKS:-1}" != "0" ]; then
   python3 tests/gpu/gpu_torch_check.py 2>&1 | tee "$out/step/gpu_torch_check.txt"
 fi
 echo "== denoising step benchmark"
-python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" ${STOCK_ROTARY_AT:+--stock-rotary-at $STOCK_ROTARY_AT} --out "$out/step/results-${MODEL:-both}.json" \
+python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" ${STOCK_ROTARY_AT:+--stock-rotary-at $STOCK_ROTARY_AT} \
+  --sparsities "${SPARSITIES:-0.80,0.85,0.90}" --compile "${COMPILE:-none}" --out "$out/step/results-${MODEL:-both}.json" \
   2>&1 | tee "$out/step/bench-${MODEL:-both}.txt"

@@ -6,6 +6,8 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
   2. The torch operator on CUDA under torch.compile(fullgraph=True) equals eager.
   3. The one-pass rotary embedding on CUDA: the stock processor's bits.
   4. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
+  5. The same transformer compiled by inductor (compile_repeated_blocks(fullgraph=True)) over dense
+     warm-up and sparse steps: eager's outputs within bf16 rounding, one graph for every step.
 """
 
 from __future__ import annotations
@@ -84,15 +86,20 @@ def rotary_bits() -> None:
               f"rotary on CUDA is bit-identical to the stock arithmetic ({dtype})")
 
 
-def wan_density_one() -> None:
+def small_wan(heads: int, channels: int, text_dim: int, layers: int):
+    """A random bf16 Wan transformer on the GPU with head_dim 128 (seed 0)."""
     from diffusers import WanTransformer3DModel
 
     torch.manual_seed(0)
-    model = WanTransformer3DModel(
-        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=128, in_channels=4, out_channels=4,
-        text_dim=32, freq_dim=32, ffn_dim=256, num_layers=2, cross_attn_norm=True,
+    return WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=128, in_channels=channels,
+        out_channels=channels, text_dim=text_dim, freq_dim=32, ffn_dim=256, num_layers=layers, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
     ).to("cuda", torch.bfloat16).eval()
+
+
+def wan_density_one() -> None:
+    model = small_wan(heads=2, channels=4, text_dim=32, layers=2)
     inputs = dict(hidden_states=torch.randn(2, 4, 5, 32, 32, device="cuda", dtype=torch.bfloat16),
                   timestep=torch.tensor([500.0, 500.0], device="cuda"),
                   encoder_hidden_states=torch.randn(2, 8, 32, device="cuda", dtype=torch.bfloat16))
@@ -109,6 +116,40 @@ def wan_density_one() -> None:
         check(torch.equal(model(**inputs).sample, stock), "Wan on CUDA: disable() restores stock exactly")
 
 
+def wan_compiled_steps() -> None:
+    from torch._dynamo.utils import counters
+
+    model = small_wan(heads=4, channels=16, text_dim=64, layers=4)
+    g = torch.Generator(device="cuda").manual_seed(1)
+    inputs = dict(hidden_states=torch.randn(2, 16, 6, 32, 48, device="cuda", dtype=torch.bfloat16, generator=g),
+                  encoder_hidden_states=torch.randn(2, 16, 64, device="cuda", dtype=torch.bfloat16, generator=g))
+    timesteps = (900.0, 800.0, 700.0, 600.0)
+    state = dynamicrad.enable(model, warmup_steps=2, regime="high")
+
+    def steps():
+        outs = []
+        with torch.no_grad():
+            for t in timesteps:
+                outs.append(model(**inputs, timestep=torch.full((2,), t, device="cuda")).sample)
+        return outs
+
+    eager = steps()
+    sparsity = state.mean_sparsity()
+    state.reset()
+    torch._dynamo.reset()
+    counters.clear()
+    model.compile_repeated_blocks(fullgraph=True)
+    compiled = steps()
+    graphs = counters["stats"]["unique_graphs"]
+    errors = [rel(a, b) for a, b in zip(compiled, eager)]
+    check(max(errors) < 3e-2, f"Wan compiled (inductor) vs eager over 2 dense + 2 sparse steps: rel {max(errors):.2e}")
+    check(graphs == 1, f"Wan compiled: one graph for all blocks and steps (got {graphs})")
+    check(abs(state.mean_sparsity() - sparsity) < 1e-9 and sparsity > 0.05,
+          f"Wan compiled: the eager layouts' sparsity ({state.mean_sparsity():.3f} vs {sparsity:.3f})")
+    torch._dynamo.reset()
+    dynamicrad.disable(model)
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_torch_check: needs a CUDA GPU", file=sys.stderr)
@@ -117,6 +158,7 @@ def main() -> int:
     compiled_op()
     rotary_bits()
     wan_density_one()
+    wan_compiled_steps()
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
 

@@ -7,17 +7,22 @@ from typing import Any, Callable
 import torch
 
 from ..state import DynamicRadState, VideoShape
+from .dispatch import LayerDispatch, SparseAttention
 
 
 class LayerProcessor:
-    """What every DynamicRad attention processor knows: its state, where its layer sits, and the
-    stock processor it falls back on (warm-up steps, dense layers) and disable() restores."""
+    """What every DynamicRad attention processor knows: its transformer's dispatch (which decides at
+    run time between the stock attention and DynamicRad), where its layer sits, and the stock
+    processor that disable() restores.
 
-    def __init__(self, state: DynamicRadState, layer: int, layer_in_model: int, stock):
-        self.state = state
+    ``__call__`` must not branch on run-time state (step, layer): torch.compile would bake it in."""
+
+    def __init__(self, dispatch: LayerDispatch, layer: int, layer_in_model: int, stock):
+        self.dispatch = dispatch
         self.layer = layer  # across the pipeline's transformers: slots and reports
         self.layer_in_model = layer_in_model  # inside this transformer: the dense-layer rule
         self.stock = stock
+        self.fused_rotary = dispatch.state.config.fused_rotary
 
 
 def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
@@ -42,13 +47,18 @@ def video_shape(latents: torch.Tensor, patch: tuple) -> VideoShape:
     return VideoShape(f // pt, h // ph, w // pw)
 
 
-def install_processors(layers: list, processor_class: type, state: DynamicRadState, first_layer: int) -> None:
+def install_processors(
+    layers: list, processor_class: type, state: DynamicRadState, first_layer: int, sparse: SparseAttention
+) -> LayerDispatch:
     """Puts a `processor_class` on every attention module of `layers` (one transformer's, numbered
-    from `first_layer` across the pipeline) and registers the stock processor's return."""
+    from `first_layer` across the pipeline), registers the stock processors' return, and returns the
+    transformer's dispatch (its ``reset()`` belongs at model entry)."""
+    dispatch = LayerDispatch(state, [attn.processor for attn in layers], first_layer, sparse)
     for index, attn in enumerate(layers):
         stock = attn.processor
-        attn.set_processor(processor_class(state, first_layer + index, index, stock))
+        attn.set_processor(processor_class(dispatch, first_layer + index, index, stock))
         state.add_restore(lambda attn=attn, stock=stock: attn.set_processor(stock))
+    return dispatch
 
 
 def add_hook(state: DynamicRadState, handle: Any) -> None:
@@ -63,6 +73,7 @@ def install_entry_hooks(
     """Runs ``on_entry(args, kwargs)`` before every transformer call and clears the call's geometry
     after it (also when the call raises)."""
 
+    @torch.compiler.disable  # reads the timestep on the host and resets the layer dispatch: eager
     def pre(module, args, kwargs):
         on_entry(args, kwargs)
 

@@ -15,6 +15,7 @@ from diffusers.models.embeddings import apply_rotary_emb
 
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
+from .dispatch import layer_attention
 
 
 def self_attention_layers(model) -> list:
@@ -26,7 +27,8 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 class HunyuanVideoAttentionProcessor(LayerProcessor):
-    """Stock projections, norms and rotary embedding; DynamicRad block-sparse joint attention."""
+    """Stock projections, norms and rotary embedding; DynamicRad block-sparse joint attention (the
+    stock attention, with its padding mask, in warm-up steps and dense layers)."""
 
     def __call__(
         self,
@@ -36,10 +38,6 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
         attention_mask: Optional[torch.Tensor] = None,
         image_rotary_emb: Optional[tuple] = None,
     ):
-        state = self.state
-        if state.is_dense(self.layer_in_model):
-            state.record_dense(self.layer)
-            return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         single_stream = attn.add_q_proj is None
         text = 0 if encoder_hidden_states is None else encoder_hidden_states.shape[1]
         joint = torch.cat([hidden_states, encoder_hidden_states], dim=1) if single_stream and text else hidden_states
@@ -70,7 +68,7 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
             key = torch.cat([key, text_key], dim=1)
             value = torch.cat([value, text_value], dim=1)
 
-        out = self._attend(query, key, value, text)
+        out = layer_attention(query, key, value, attention_mask, text, self.dispatch)
         out = out.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:
             return out, None
@@ -81,26 +79,26 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
             text_out = attn.to_add_out(text_out)
         return out, text_out
 
-    def _attend(self, query, key, value, text: int) -> torch.Tensor:
-        """Groups the batch by valid text length; padded text keys are left out."""
-        state = self.state
-        batch = query.shape[0]
-        lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
-        if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
-            raise ValueError(
-                f"encoder_attention_mask: valid text lengths {lengths} do not fit a batch of {batch} "
-                f"with {text} text tokens"
-            )
-        video = query.shape[1] - text
-        if all(n == text for n in lengths):
-            return state.attention(self.layer, query, key, value, text)
-        out = torch.zeros_like(query)
-        for n in sorted(set(lengths)):
-            rows = [b for b in range(batch) if lengths[b] == n]
-            index = torch.tensor(rows, device=query.device)
-            part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
-            out[index, : video + n] = state.attention(self.layer, *part, n)
-        return out
+
+def grouped_attention(state: DynamicRadState, layer: int, query, key, value, text: int) -> torch.Tensor:
+    """Sparse joint attention, the batch grouped by valid text length; padded text keys are left out."""
+    batch = query.shape[0]
+    lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
+    if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
+        raise ValueError(
+            f"encoder_attention_mask: valid text lengths {lengths} do not fit a batch of {batch} "
+            f"with {text} text tokens"
+        )
+    video = query.shape[1] - text
+    if all(n == text for n in lengths):
+        return state.attention(layer, query, key, value, text)
+    out = torch.zeros_like(query)
+    for n in sorted(set(lengths)):
+        rows = [b for b in range(batch) if lengths[b] == n]
+        index = torch.tensor(rows, device=query.device)
+        part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
+        out[index, : video + n] = state.attention(layer, *part, n)
+    return out
 
 
 def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
@@ -118,9 +116,15 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         mask = argument(args, kwargs, 3, "encoder_attention_mask")
         lengths = None if mask is None else [int(n) for n in mask.sum(dim=1).tolist()]
         state.begin_call(timestep, video_shape(latents, patch), lengths)
+        dispatch.reset()
 
+    def sparse(layer, q, k, v, text_tokens):
+        return grouped_attention(state, layer, q, k, v, text_tokens)
+
+    dispatch = install_processors(
+        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse
+    )
     install_entry_hooks(model, state, on_entry)
-    install_processors(self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
 

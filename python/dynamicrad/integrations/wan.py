@@ -10,6 +10,7 @@ import torch
 from ..ops import rotary
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
+from .dispatch import layer_attention
 
 
 def self_attention_layers(model) -> list:
@@ -34,7 +35,8 @@ def _rotate(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -
 
 class WanSelfAttentionProcessor(LayerProcessor):
     """Stock projections, norms and rotary embedding; DynamicRad block-sparse attention in place of
-    dense attention (the stock processor runs during warm-up steps and in dense layers)."""
+    dense attention (the stock attention runs during warm-up steps and in dense layers, decided when
+    ``dynamicrad::layer_attention`` runs)."""
 
     def __call__(
         self,
@@ -44,9 +46,7 @@ class WanSelfAttentionProcessor(LayerProcessor):
         attention_mask: Optional[torch.Tensor] = None,
         rotary_emb: Optional[tuple] = None,
     ) -> torch.Tensor:
-        state = self.state
-        if encoder_hidden_states is not None or attention_mask is not None or state.is_dense(self.layer_in_model):
-            state.record_dense(self.layer)
+        if encoder_hidden_states is not None or attention_mask is not None:  # not Wan's self-attention
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         query, key, value = _projections(attn, hidden_states)
         query, key = attn.norm_q(query), attn.norm_k(key)
@@ -55,14 +55,14 @@ class WanSelfAttentionProcessor(LayerProcessor):
         value = value.unflatten(2, (attn.heads, -1))
         if rotary_emb is not None:
             query, key = self._rotate(query, rotary_emb), self._rotate(key, rotary_emb)
-        out = state.attention(self.layer, query, key, value)
+        out = layer_attention(query, key, value, None, 0, self.dispatch)
         out = out.flatten(2, 3).type_as(query)
         out = attn.to_out[0](out)
         return attn.to_out[1](out)
 
     def _rotate(self, x: torch.Tensor, rotary_emb: tuple) -> torch.Tensor:
         freqs_cos, freqs_sin = rotary_emb
-        if self.state.config.fused_rotary and _fusable(x, freqs_cos, freqs_sin):
+        if self.fused_rotary and _fusable(x, freqs_cos, freqs_sin):
             return rotary(x, freqs_cos, freqs_sin)  # same bits, one pass
         return _rotate(x, freqs_cos, freqs_sin)
 
@@ -88,9 +88,13 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
                 "use token_order='raster'"
             )
         state.begin_call(timestep, video)
+        dispatch.reset()
 
+    def sparse(layer, q, k, v, text_tokens):
+        return state.attention(layer, q, k, v)
+
+    dispatch = install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer, sparse)
     install_entry_hooks(model, state, on_entry)
-    install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
 

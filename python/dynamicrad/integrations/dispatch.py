@@ -1,0 +1,129 @@
+"""Run-time dispatch of a transformer's self-attention layers: ``torch.ops.dynamicrad.layer_attention``.
+
+Which layer is running, whether it runs dense (warm-up step, dense layer) or sparse, and which layout
+slot it uses all change from call to call. If the processors decided that in Python, ``torch.compile``
+would bake the answers into the graph and recompile at every step and for every block. Instead the
+processors hand their Q, K, V to one operator together with the transformer's ``LayerDispatch``,
+and the decision is taken when the operator runs:
+- the dispatch counts the self-attention calls of the current transformer call (reset at model
+  entry), which gives the layer;
+- dense layers and warm-up steps run the stock processor's attention (diffusers'
+  ``dispatch_attention_fn`` with that processor's backend), so they give the stock bits;
+- sparse ones run DynamicRad (``DynamicRadState.attention``).
+
+The dispatch travels through compiled graphs as an opaque reference object (torch >= 2.10), so
+``compile_repeated_blocks(fullgraph=True)`` compiles a block once for all layers and all steps. On
+an older torch the same code runs as a plain function, excluded from compilation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+
+try:  # torch >= 2.10: Python objects as custom-operator arguments
+    from torch._library.opaque_object import register_opaque_type
+    from torch._opaque_base import OpaqueBase
+except ImportError:  # pragma: no cover - older torch
+    OpaqueBase, register_opaque_type = object, None
+
+SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+
+
+class LayerDispatch(OpaqueBase):
+    """The self-attention layers of one transformer, as the operator sees them.
+
+    ``stock``: the stock processor of every layer (in call order); ``first_layer``: the number of the
+    first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens)``: DynamicRad
+    attention of a layer."""
+
+    def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention):
+        self.state = state
+        self.stock = stock
+        self.first_layer = first_layer
+        self.sparse = sparse
+        self.cursor = 0
+
+    def __deepcopy__(self, memo):
+        # A handle on live state (engines, the step counter): torch.compile's tracing copies opaque
+        # objects, and every copy must act on this one.
+        return self
+
+    def __reduce__(self):
+        # Inductor writes a pickle of every opaque graph input into its generated module (for its
+        # benchmark harness). Live engines cannot travel that way; the pickle restores to an error.
+        return (_not_restorable, ())
+
+    def reset(self) -> None:
+        """At transformer entry: the next self-attention call is the first layer's."""
+        self.cursor = 0
+
+    def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                 text_tokens: int) -> torch.Tensor:
+        self.state.check_in_call()
+        index = self.cursor
+        if index >= len(self.stock):
+            raise ValueError(
+                f"self-attention call {index + 1} in one transformer call, but the transformer has "
+                f"{len(self.stock)} layers (call the transformer, not its blocks)"
+            )
+        self.cursor = index + 1
+        layer = self.first_layer + index
+        state = self.state
+        if state.is_dense(index):
+            state.record_dense(layer)
+            return _stock_attention(self.stock[index], q, k, v, attention_mask)
+        return self.sparse(layer, q, k, v, text_tokens)
+
+
+def _not_restorable():
+    raise ValueError("a LayerDispatch holds live DynamicRad engines and cannot be restored from a pickle; "
+                     "call dynamicrad.enable() on the loaded model instead")
+
+
+def _stock_attention(stock, q, k, v, attention_mask) -> torch.Tensor:
+    """The attention call of diffusers' Wan / HunyuanVideo processors, with that processor's backend."""
+    from diffusers.models.attention_dispatch import dispatch_attention_fn
+
+    out = dispatch_attention_fn(
+        q, k, v, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
+        backend=getattr(stock, "_attention_backend", None), parallel_config=getattr(stock, "_parallel_config", None),
+    )
+    return out.contiguous()  # the operator's declared (fake) layout
+
+
+def _tags() -> dict:
+    # The operator reads and advances host-side state: a CUDA graph replay would skip it.
+    tag = getattr(torch.Tag, "cudagraph_unsafe", None)
+    return {"tags": (tag,)} if tag is not None else {}
+
+
+if register_opaque_type is not None:
+    register_opaque_type(LayerDispatch, typ="reference")
+
+    @torch.library.custom_op("dynamicrad::layer_attention", mutates_args=(), **_tags())
+    def _layer_attention(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        attention_mask: Optional[torch.Tensor],
+        text_tokens: int,
+        dispatch: LayerDispatch,
+    ) -> torch.Tensor:
+        return dispatch(q, k, v, attention_mask, text_tokens)
+
+    @_layer_attention.register_fake
+    def _(q, k, v, attention_mask, text_tokens, dispatch):
+        return torch.empty_like(q, memory_format=torch.contiguous_format)
+
+    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch) -> torch.Tensor:
+        """Attention of the transformer's next self-attention layer; q, k, v: [batch, tokens, heads,
+        head_dim] (video tokens, then ``text_tokens`` text tokens); returns the same shape."""
+        return torch.ops.dynamicrad.layer_attention(q, k, v, attention_mask, text_tokens, dispatch)
+
+else:  # pragma: no cover - older torch
+
+    @torch.compiler.disable
+    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch) -> torch.Tensor:
+        return dispatch(q, k, v, attention_mask, text_tokens)
