@@ -18,7 +18,9 @@ layout.
 
 All kernels read the same q, k, v: [1, tokens, heads, 128] (the diffusers layout; torch baselines
 get the [1, heads, tokens, 128] transposed view, FlashInfer the [tokens, heads, 128] view). Times are
-CUDA-event medians after warm-up. Effective TFLOP/s counts the computed blocks only:
+CUDA-event medians after warm-up; with --rounds N every contender (cuDNN dense included) is timed
+once per round, the order rotated between rounds, and the median over the rounds is reported with
+its spread. Effective TFLOP/s counts the computed blocks only:
 4 * kept_block_pairs * 128 * 128 * head_dim / time (dense: 4 * tokens^2 * heads * head_dim).
 Outputs are cross-checked (relative L2 against FlexAttention / cuDNN on the same inputs).
 
@@ -196,9 +198,14 @@ def main():
     ap.add_argument("--variants-at", default="0.15,1.0",
                     help="densities at which the other kernel variants (stages, longest-first, mma.sync) are timed "
                          "too (always for the radial prior)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="interleaved timing rounds per layout (every contender once per round, the order rotated); "
+                         "the median over rounds is reported, with its spread")
     ap.add_argument("--stages", type=int, default=0, help="wgmma K/V stages of the main 'ours' column (0: default)")
     ap.add_argument("--json", default=None, help="write all results here")
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error("--rounds must be >= 1")
 
     torch.manual_seed(0)
     dev = torch.cuda.get_device_properties(0)
@@ -242,11 +249,10 @@ def main():
             with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
                 return F.scaled_dot_product_attention(qh, kh, vh, scale=scale)
 
-        dense_ms = time_ms(cudnn)[0]
         dense_flops = 4.0 * tokens * tokens * heads * HEAD_DIM
         dense_out = cudnn()
-        print(f"\n== {shape_name}: tokens {tokens}, heads {heads}, blocks {blocks}; cuDNN dense {dense_ms:.2f} ms "
-              f"= {dense_flops / dense_ms / 1e9:.0f} TFLOP/s", flush=True)
+        print(f"\n== {shape_name}: tokens {tokens}, heads {heads}, blocks {blocks} (cuDNN dense timed with every "
+              f"layout)", flush=True)
 
         fi_k = fi_v = None
         if flashinfer is not None:
@@ -268,8 +274,12 @@ def main():
             flops = 4.0 * pairs * BLOCK * BLOCK * HEAD_DIM
             all_offsets, all_cols = replicate_heads(offsets, cols, heads)
             row = {"shape": shape_name, "tokens": tokens, "heads": heads, "layout": kind, "density": actual,
-                   "block_pairs": pairs, "cudnn_dense_ms": dense_ms,
-                   "cudnn_dense_tflops": dense_flops / dense_ms / 1e9}
+                   "block_pairs": pairs}
+
+            # Every contender is set up (and its output checked) first, then all are timed in `rounds`
+            # interleaved rounds, so that slow drifts of the card (clocks, temperature) hit all alike.
+            contenders = {"cudnn_dense": (cudnn, dense_flops)}
+            closers = []
 
             # (name, kernel: 1 wgmma / 2 mma_sync, schedule: 0 head-major / 1 longest-first, wgmma stages)
             variants = [("ours", 1, 0, args.stages)]
@@ -280,14 +290,12 @@ def main():
             for name, kernel, schedule, stages in variants:
                 try:
                     plan = Ours(lib, all_offsets, all_cols, tokens, heads, kernel, schedule, stages)
+                    closers.append(plan.close)
                     o = torch.empty_like(q)
-                    ms = time_ms(lambda: plan(q, k, v, o))[0]
                     plan(q, k, v, o)
                     torch.cuda.synchronize()
                     ours_out[name] = o
-                    plan.close()
-                    row[f"{name}_ms"] = ms
-                    row[f"{name}_tflops"] = flops / ms / 1e9
+                    contenders[name] = ((lambda plan=plan, o=o: plan(q, k, v, o)), flops)
                 except Exception as e:  # noqa: BLE001
                     row[f"{name}_error"] = f"{type(e).__name__}: {e}"
             if "ours_mma_sync" in ours_out and "ours" in ours_out:
@@ -298,14 +306,12 @@ def main():
             if flex is not None:
                 try:
                     bm = flex_block_mask(offsets, cols, blocks, tokens)
-                    fn = lambda: flex(qh, kh, vh, block_mask=bm, scale=scale)  # noqa: E731
+                    fn = lambda bm=bm: flex(qh, kh, vh, block_mask=bm, scale=scale)  # noqa: E731
                     t0 = time.time()
                     fo = fn()
                     torch.cuda.synchronize()
                     row["flex_first_call_s"] = time.time() - t0
-                    ms = time_ms(fn)[0]
-                    row["flex_ms"] = ms
-                    row["flex_tflops"] = flops / ms / 1e9
+                    contenders["flex"] = (fn, flops)
                     if "ours" in ours_out:
                         row["check_ours_vs_flex"] = rel_l2(ours_out["ours"], fo.transpose(1, 2))
                     del fo
@@ -316,8 +322,25 @@ def main():
             if flashinfer is not None:
                 for backend in fi_backends:
                     prefix = "flashinfer" if backend == fi_backends[0] else f"flashinfer_{backend}"
-                    time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads, scale,
-                                    q, fi_k, fi_v, flops, ours_out.get("ours"))
+                    fn = setup_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads,
+                                          scale, q, fi_k, fi_v, ours_out.get("ours"))
+                    if fn is not None:
+                        contenders[prefix] = (fn, flops)
+
+            samples = {name: [] for name in contenders}
+            names = list(contenders)
+            for r in range(args.rounds):
+                for name in names[r % len(names):] + names[:r % len(names)]:  # rotate the order
+                    samples[name].append(time_ms(contenders[name][0])[0])
+            for name, times in samples.items():
+                ms = statistics.median(times)
+                row[f"{name}_ms"] = ms
+                row[f"{name}_tflops"] = contenders[name][1] / ms / 1e9
+                if len(times) > 1:
+                    row[f"{name}_spread"] = (max(times) - min(times)) / ms  # over the rounds
+            for close in closers:
+                close()
+            del contenders
             del ours_out
             torch.cuda.empty_cache()
             results.append(row)
@@ -333,9 +356,10 @@ def main():
                        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "results": results}, f, indent=1)
 
 
-def time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads, scale, q, fi_k, fi_v,
-                    flops, ours):
-    """Times BlockSparseAttentionWrapper(backend) on the layout; results go into row[prefix + '_...']."""
+def setup_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blocks, heads, scale, q, fi_k, fi_v,
+                     ours):
+    """Plans BlockSparseAttentionWrapper(backend) on the layout, checks its output against ours and
+    returns the call to time (None on failure, with row[prefix + '_error'])."""
     try:
         ws = torch.empty(256 << 20, dtype=torch.uint8, device="cuda")
         wrapper = flashinfer.BlockSparseAttentionWrapper(ws, backend=backend)
@@ -348,9 +372,6 @@ def time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blo
         torch.cuda.synchronize()
         row[f"{prefix}_first_call_s"] = time.time() - t0
         row[f"{prefix}_backend"] = getattr(wrapper, "_backend", backend)
-        ms = time_ms(lambda: wrapper.run(q[0], fi_k, fi_v))[0]
-        row[f"{prefix}_ms"] = ms
-        row[f"{prefix}_tflops"] = flops / ms / 1e9
         if ours is not None:
             # Rows whose layout holds the short last block differ by design (zero-padded keys).
             has_last = np.zeros(blocks, dtype=bool)
@@ -359,10 +380,12 @@ def time_flashinfer(flashinfer, backend, prefix, row, offsets, cols, tokens, blo
             token_rows = torch.from_numpy(np.repeat(~has_last, BLOCK)[:tokens]).cuda()
             if token_rows.any():
                 row[f"check_ours_vs_{prefix}"] = rel_l2(ours, fo.unsqueeze(0), token_rows)
-        del fo, wrapper, ws
+        del fo
+        return lambda: wrapper.run(q[0], fi_k, fi_v)  # keeps the wrapper and its workspace alive
     except Exception as e:  # noqa: BLE001
         row[f"{prefix}_error"] = f"{type(e).__name__}: {e}"
         traceback.print_exc()
+        return None
 
 
 def fmt(row, key, spec):
@@ -370,7 +393,7 @@ def fmt(row, key, spec):
 
 
 def print_row(row, flush=False):
-    keys = [k for k in row if k.endswith("_error") or k.startswith("check_")]
+    keys = [k for k in row if k.endswith("_error") or k.startswith("check_") or k.endswith("_spread")]
     extras = ", ".join(f"{k}={row[k]:.2e}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
     print(f"  {row['layout']:<11} density {row['density']:.3f}: ours {fmt(row, 'ours_ms', '.2f')} ms "
           f"({fmt(row, 'ours_tflops', '.0f')} TF/s), flex {fmt(row, 'flex_ms', '.2f')} ms, "
