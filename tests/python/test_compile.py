@@ -105,3 +105,23 @@ def test_inductor_regional_compile(make_wan, wan_inputs, helpers):
     for a, b in zip(compiled, eager):
         assert helpers.rel_err(a, b) < 1e-4
     assert state.mean_sparsity() > 0.3
+
+
+def test_compile_then_enable_then_disable(make_wan, wan_inputs):
+    """Compiling first is fine too: enable() and disable() swap the processors under the compiled
+    blocks, which then recompile for the new processor; disable() gives the stock bits back."""
+    x = wan_inputs()
+    model = make_wan()
+    stock = _steps(model, x)
+    torch._dynamo.reset()
+    model.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
+    try:
+        assert all(torch.equal(a, b) for a, b in zip(_steps(model, x), stock))
+        state = dynamicrad.enable(model, warmup_steps=2, block_size=32, regime="high")
+        sparse = _steps(model, x)
+        assert all(torch.equal(a, b) for a, b in zip(sparse[:2], stock[:2]))  # warm-up: the stock bits
+        assert not torch.equal(sparse[3], stock[3]) and state.mean_sparsity() > 0.3
+        dynamicrad.disable(model)
+        assert all(torch.equal(a, b) for a, b in zip(_steps(model, x), stock))
+    finally:
+        torch._dynamo.reset()
