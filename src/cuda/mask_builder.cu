@@ -4,8 +4,9 @@
 //   pool_kernel     one CTA per (block, batch): each thread sums a few elements of the heads * dim row
 //                   over the block's tokens in ascending order (the CPU's order), then multiplies by
 //                   1.0f / tokens;
-//   select_kernel   one CTA per layout row: scores of the prior row, then the static-ratio ranks or
-//                   the dynamic-threshold masses, writing a keep flag per prior entry and the row's count;
+//   select_kernel   one CTA per layout row: scores of the prior row (static-ratio: only the entries
+//                   it ranks), then the static-ratio ranks or the dynamic-threshold masses, writing a
+//                   keep flag per prior entry and the row's count;
 //   a CUB inclusive scan of the counts into row_offsets[1..];
 //   compact_kernel  one warp per row: writes the kept column indices in ascending order.
 #include <cuda_bf16.h>
@@ -145,7 +146,7 @@ __device__ __forceinline__ std::uint64_t descending_key(double score) {
 constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
-// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max] (int32),
+// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max], order[n_max] (int32),
 // kinds[n_max] (uint8).
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
@@ -156,11 +157,12 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   double* scores = shared;
   double* weights = scores + max_row;
   std::int32_t* cols = reinterpret_cast<std::int32_t*>(weights + max_row);
-  std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(cols + max_row);
-  __shared__ int near_count, far_count, kept_count;
+  std::int32_t* order = cols + max_row;  // static-ratio: the entries to score
+  std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(order + max_row);
+  __shared__ int near_count, far_count, kept_count, ranked;
   __shared__ double row_max, denominator;
   if (threadIdx.x == 0) {
-    near_count = far_count = kept_count = 0;
+    near_count = far_count = kept_count = ranked = 0;
     row_max = -INFINITY;
   }
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
@@ -169,20 +171,28 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   }
   __syncthreads();
 
+  // Dynamic-threshold weighs every entry; static-ratio never looks at a forced entry's score (forced
+  // entries are kept and ranked against nothing), so it scores only the near and far ones, listed
+  // in `order` (in any order: each score is stored at its entry).
+  for (int i = threadIdx.x; i < n; i += blockDim.x) {
+    const std::uint8_t kind = kinds[i];
+    if (kind == kForced) continue;
+    atomicAdd(kind == kNear ? &near_count : &far_count, 1);
+    if (!p.dynamic) order[atomicAdd(&ranked, 1)] = i;
+  }
+  __syncthreads();
+  const int m = p.dynamic ? n : ranked;
   const float* q = p.pooled_q + (bh * p.blocks + r) * p.dim;
   const float* k_head = p.pooled_k + bh * p.blocks * p.dim;
   const int group = threadIdx.x / kScoreLanes, lane = threadIdx.x % kScoreLanes;
   const int groups = blockDim.x / kScoreLanes;
   // Every thread of a warp takes part in the shuffles, so the loop runs to a bound common to the warp.
-  for (int base = 0; base < n; base += groups) {
-    const int i = base + group;
-    const int entry = i < n ? i : n - 1;
+  for (int base = 0; base < m; base += groups) {
+    const int j = base + group;
+    const int last = j < m ? j : m - 1;
+    const int entry = p.dynamic ? last : order[last];
     const double z = group_block_score(q, k_head + static_cast<std::int64_t>(cols[entry]) * p.dim, p.dim, lane) * p.scale;
-    if (i < n && lane == 0) {
-      scores[i] = z;
-      if (kinds[i] == kNear) atomicAdd(&near_count, 1);
-      else if (kinds[i] != kForced) atomicAdd(&far_count, 1);
-    }
+    if (j < m && lane == 0) scores[entry] = z;
   }
   __syncthreads();
 
@@ -321,7 +331,7 @@ __global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int
 }
 
 std::size_t select_shared_bytes(std::int64_t max_row) {
-  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
+  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + 2 * sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
 template <class T>
