@@ -312,7 +312,6 @@ def print_mode(r: dict, label: str, mode: dict) -> None:
               f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
 
 
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=["wan", "hunyuan", "both"], default="both")

@@ -13,13 +13,16 @@ import dynamicrad
 TIMESTEPS = (900.0, 800.0, 700.0, 600.0)  # two dense warm-up steps, then two sparse ones
 
 
-def _steps(model, inputs: dict) -> list:
+def _steps(model, inputs: dict, after_step=None) -> list:
+    """Outputs of one transformer call per timestep of TIMESTEPS; `after_step()` runs after each."""
     outs = []
     with torch.no_grad():
         for t in TIMESTEPS:
             kw = dict(inputs)
             kw["timestep"] = torch.full_like(inputs["timestep"], t)
             outs.append(model(**kw).sample)
+            if after_step is not None:
+                after_step()
     return outs
 
 
@@ -32,13 +35,8 @@ def _compiled_steps(model, inputs: dict, how: str) -> tuple:
         run = model
     else:
         run = torch.compile(model, backend="aot_eager")
-    outs, graphs = [], []
-    with torch.no_grad():
-        for t in TIMESTEPS:
-            kw = dict(inputs)
-            kw["timestep"] = torch.full_like(inputs["timestep"], t)
-            outs.append(run(**kw).sample)
-            graphs.append(counters["stats"]["unique_graphs"])
+    graphs = []
+    outs = _steps(run, inputs, lambda: graphs.append(counters["stats"]["unique_graphs"]))
     torch._dynamo.reset()
     return outs, graphs
 

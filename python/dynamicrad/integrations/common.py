@@ -17,12 +17,16 @@ class LayerProcessor:
 
     ``__call__`` must not branch on run-time state (step, layer): torch.compile would bake it in."""
 
-    def __init__(self, dispatch: LayerDispatch, layer: int, layer_in_model: int, stock):
+    def __init__(self, dispatch: LayerDispatch, layer: int, layer_in_model: int):
         self.dispatch = dispatch
         self.layer = layer  # across the pipeline's transformers: slots and reports
         self.layer_in_model = layer_in_model  # inside this transformer: the dense-layer rule
-        self.stock = stock
         self.fused_rotary = dispatch.state.config.fused_rotary
+
+    @property
+    def stock(self):
+        """The stock processor this one replaced."""
+        return self.dispatch.stock[self.layer_in_model]
 
 
 def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
@@ -54,9 +58,8 @@ def install_processors(
     from `first_layer` across the pipeline), registers the stock processors' return, and returns the
     transformer's dispatch (its ``reset()`` belongs at model entry)."""
     dispatch = LayerDispatch(state, [attn.processor for attn in layers], first_layer, sparse)
-    for index, attn in enumerate(layers):
-        stock = attn.processor
-        attn.set_processor(processor_class(dispatch, first_layer + index, index, stock))
+    for index, (attn, stock) in enumerate(zip(layers, dispatch.stock)):
+        attn.set_processor(processor_class(dispatch, first_layer + index, index))
         state.add_restore(lambda attn=attn, stock=stock: attn.set_processor(stock))
     return dispatch
 

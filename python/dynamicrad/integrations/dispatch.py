@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import torch
+from diffusers.models.attention_dispatch import dispatch_attention_fn
 
 try:  # torch >= 2.10: Python objects as custom-operator arguments
     from torch._library.opaque_object import register_opaque_type
@@ -61,7 +62,8 @@ class LayerDispatch(OpaqueBase):
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor],
                  text_tokens: int) -> torch.Tensor:
-        self.state.check_in_call()
+        state = self.state
+        state.check_in_call()
         index = self.cursor
         if index >= len(self.stock):
             raise ValueError(
@@ -70,7 +72,6 @@ class LayerDispatch(OpaqueBase):
             )
         self.cursor = index + 1
         layer = self.first_layer + index
-        state = self.state
         if state.is_dense(index):
             state.record_dense(layer)
             return _stock_attention(self.stock[index], q, k, v, attention_mask)
@@ -84,8 +85,6 @@ def _not_restorable():
 
 def _stock_attention(stock, q, k, v, attention_mask) -> torch.Tensor:
     """The attention call of diffusers' Wan / HunyuanVideo processors, with that processor's backend."""
-    from diffusers.models.attention_dispatch import dispatch_attention_fn
-
     out = dispatch_attention_fn(
         q, k, v, attn_mask=attention_mask, dropout_p=0.0, is_causal=False,
         backend=getattr(stock, "_attention_backend", None), parallel_config=getattr(stock, "_parallel_config", None),
