@@ -43,6 +43,10 @@ struct MaskBuildStatus {
 // Throws Error("q" / "k", ...) when the status records non-finite inputs.
 void check_status(const MaskBuildStatus& status);
 
+// Copies a device layout to the host (synchronous copies; the caller has synchronised the stream
+// that wrote it).
+BlockLayout to_host(const DeviceLayoutView& v);
+
 class CudaMaskBuilder {
  public:
   // batch, heads, head_dim: the shape of the Q/K the builder will see.

@@ -139,21 +139,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     Guard guard(device_);
     check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize (layout)");
     check_status(status_.get()[slot]);
-    BlockLayout l;
-    l.batch = v.batch;
-    l.heads = v.heads;
-    l.tokens = v.tokens;
-    l.block_size = v.block_size;
-    l.blocks = v.blocks;
-    l.row_offsets.resize(static_cast<std::size_t>(l.rows() + 1));
-    check_cuda(cudaMemcpy(l.row_offsets.data(), v.row_offsets, l.row_offsets.size() * sizeof(std::int64_t),
-                          cudaMemcpyDeviceToHost),
-               "cudaMemcpy (row_offsets)");
-    l.col_indices.resize(static_cast<std::size_t>(l.row_offsets.back()));
-    check_cuda(cudaMemcpy(l.col_indices.data(), v.col_indices, l.col_indices.size() * sizeof(std::int32_t),
-                          cudaMemcpyDeviceToHost),
-               "cudaMemcpy (col_indices)");
-    return l;
+    return to_host(v);
   }
 
   std::int64_t device_bytes() const override { return device_bytes_; }

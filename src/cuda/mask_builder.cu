@@ -551,20 +551,22 @@ std::int64_t CudaMaskBuilder::kept_blocks(void* stream_ptr) const {
 }
 
 BlockLayout CudaMaskBuilder::download(void* stream_ptr) const {
-  const State& s = *state_;
-  finish_build(s.flags, static_cast<cudaStream_t>(stream_ptr));
+  finish_build(state_->flags, static_cast<cudaStream_t>(stream_ptr));
+  return to_host(device_layout());
+}
+
+BlockLayout to_host(const DeviceLayoutView& v) {
   BlockLayout l;
-  const DeviceLayoutView v = device_layout();
   l.batch = v.batch;
   l.heads = v.heads;
   l.tokens = v.tokens;
   l.block_size = v.block_size;
   l.blocks = v.blocks;
-  l.row_offsets.resize(static_cast<std::size_t>(s.rows + 1));
-  check_cuda(cudaMemcpy(l.row_offsets.data(), s.row_offsets, l.row_offsets.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost),
+  l.row_offsets.resize(static_cast<std::size_t>(l.rows() + 1));
+  check_cuda(cudaMemcpy(l.row_offsets.data(), v.row_offsets, l.row_offsets.size() * sizeof(std::int64_t), cudaMemcpyDeviceToHost),
              "cudaMemcpy (row_offsets)");
   l.col_indices.resize(static_cast<std::size_t>(l.row_offsets.back()));
-  check_cuda(cudaMemcpy(l.col_indices.data(), s.col_indices, l.col_indices.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost),
+  check_cuda(cudaMemcpy(l.col_indices.data(), v.col_indices, l.col_indices.size() * sizeof(std::int32_t), cudaMemcpyDeviceToHost),
              "cudaMemcpy (col_indices)");
   return l;
 }
