@@ -16,6 +16,7 @@ DynamicRad are then both compiled, so only the attention differs between them.
     python bench/gpu/bench_step.py --model wan --out results/step.json
     python bench/gpu/bench_step.py --model hunyuan
     python bench/gpu/bench_step.py --model wan --sparsities 0.85 --compile both
+    python bench/gpu/bench_step.py --model wan --sparsities 0.85 --profile   # + GPU time by kernel kind
     python bench/gpu/bench_step.py --tiny --device cpu      # smoke test of the script
 
 Needs: an sm_90 GPU, torch, diffusers, and the dynamicrad package (pip install ., or
@@ -34,6 +35,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import dynamicrad
+from kernel_breakdown import format_breakdown, profile_call
 
 # diffusers configs of the released checkpoints (transformer/config.json).
 WAN_14B = dict(
@@ -198,8 +200,16 @@ def peak_bytes() -> int:
     return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else 0
 
 
+def profiled(model, inputs, enabled: bool):
+    """GPU kernel time of one call by kind of kernel (kernel_breakdown.py), or None."""
+    if not enabled:
+        return None
+    with torch.no_grad():
+        return profile_call(lambda: model(**inputs))
+
+
 def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
-        compile_mode: str = "none") -> dict:
+        compile_mode: str = "none", profile: bool = False) -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -208,14 +218,14 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
               "latents": list(inputs["hidden_states"].shape), "modes": {}}
     if compile_mode in ("none", "both"):
         result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                           stock_rotary_at, "eager")
+                                           stock_rotary_at, "eager", profile)
     if compile_mode in ("regional", "both"):
         # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
         # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
         # compiles; time_call's warm-up call absorbs it.
         model.compile_repeated_blocks(fullgraph=True)
         result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                              stock_rotary_at, "compiled")
+                                              stock_rotary_at, "compiled", profile)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -223,9 +233,9 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
 
 
 def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
-            stock_rotary_at, label: str) -> dict:
+            stock_rotary_at, label: str, profile: bool = False) -> dict:
     """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
-    compiled)."""
+    compiled). With ``profile``, also the GPU time of one call of each by kind of kernel."""
     tag = f"[{model_name}, {label}]"
     result = {}
     reset_peak()
@@ -238,8 +248,11 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     if device == "cuda":
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
             mean, best, _ = time_call(model, inputs, repeats)
-        result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best}
+            breakdown = profiled(model, inputs, profile)
+        result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best, "breakdown": breakdown}
         log(f"{tag} stock SDPA (cuDNN): {mean:.3f} s")
+        if breakdown:
+            log(format_breakdown(f"{tag} stock (cuDNN)", breakdown))
     dense = min(x["mean_s"] for x in (result["stock_sdpa_default"], result["stock_sdpa_cudnn"]) if x)
     result["stock_best_s"] = dense
     stock_peak = result["stock_sdpa_default"]["peak_bytes"]
@@ -254,22 +267,25 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     lut = dynamicrad.lut_entry("high", "static-ratio")
     prior = dict(lut.prior)  # dense_adjacent off: the forced blocks leave room for 90% sparsity
     runs = []
-    configs = [(t, True) for t in sparsities]
+    # How Wan's processor prepares Q and K: the one-pass norm and rotary (default), the one-pass rotary
+    # after the stock norm, or the stock processor's arithmetic.
+    configs = [(t, "norm+rotary") for t in sparsities]
     if stock_rotary_at is not None and model_name == "wan":
-        configs.append((stock_rotary_at, False))  # the same step with the stock rotary arithmetic
-    for target, fused_rotary in configs:
+        configs += [(stock_rotary_at, "rotary"), (stock_rotary_at, "stock")]  # to separate the gains
+    for target, qk_pass in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
             log(f"{tag} target sparsity {target} is out of reach: the prior's forced blocks alone leave "
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
                                   prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
-                                  fused_rotary=fused_rotary)
+                                  fused_rotary=qk_pass != "stock", fused_norm=qk_pass == "norm+rotary")
         reset_peak()
         t0 = time.time()
         mean, best, out = time_call(model, inputs, repeats)
         first_call = time.time() - t0 - mean * repeats
         peak = peak_bytes()
+        breakdown = profiled(model, inputs, profile)
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
@@ -277,12 +293,13 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
         entry = {
-            "target_sparsity": target, "fused_rotary": fused_rotary, "ratio": r, "layer_sparsity": layer_sparsity,
+            "target_sparsity": target, "qk_pass": qk_pass, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
             "selection_s": overhead, "selection_share": overhead / mean,
             "peak_bytes": peak, "engine_device_bytes": engine_bytes,
             "extra_memory_share": (peak + engine_bytes - stock_peak) / stock_peak if stock_peak else 0.0,
             "relative_error_vs_stock": err,
+            "breakdown": breakdown,
             "fifty_steps": {
                 "stock_s": 50 * dense,
                 "dynamicrad_s": 12 * dense + 38 * mean,
@@ -291,9 +308,11 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         }
         runs.append(entry)
         log(f"{tag} sparsity {layer_sparsity:.3f} (target {target}, "
-            f"{'one-pass' if fused_rotary else 'stock'} rotary): {mean:.3f} s, "
+            f"Q/K pass: {qk_pass}): {mean:.3f} s, "
             f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
             f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}")
+        if breakdown:
+            log(format_breakdown(f"{tag} DynamicRad at {target}", breakdown))
         dynamicrad.disable(model)
     result["dynamicrad"] = runs
     return result
@@ -304,9 +323,9 @@ def print_mode(r: dict, label: str, mode: dict) -> None:
     cudnn = mode["stock_sdpa_cudnn"]
     print(f"  stock SDPA default {mode['stock_sdpa_default']['mean_s']:.3f} s"
           + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else ""))
-    print("  target  rotary    achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
+    print("  target  Q/K pass     achieved  step s  speedup  selection  memory  50-step speedup  rel.err")
     for x in mode["dynamicrad"]:
-        rot = "one-pass" if x["fused_rotary"] else "stock   "
+        rot = f"{x['qk_pass']:<11}"
         print(f"  {x['target_sparsity']:.2f}    {rot}  {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
               f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
               f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}")
@@ -319,12 +338,15 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after one warm-up")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test of this script")
-    parser.add_argument("--stock-rotary-at", type=float, help="Wan: also time this sparsity with the stock "
-                        "rotary arithmetic (fused_rotary=False), to separate the two gains")
+    parser.add_argument("--stock-rotary-at", type=float, help="Wan: also time this sparsity with the one-pass "
+                        "rotary after the stock norm (fused_norm=False) and with the stock arithmetic "
+                        "(fused_rotary=False), to separate the gains")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--compile", choices=["none", "regional", "both"], default="none",
                         help="regional: time after compile_repeated_blocks(fullgraph=True); both: eager, then "
                              "compiled, on the same model")
+    parser.add_argument("--profile", action="store_true", help="also profile one call of each (torch.profiler) "
+                        "and report GPU time by kind of kernel: attention, selection, GEMM, the rest")
     args = parser.parse_args()
     try:
         sparsities = [float(s) for s in args.sparsities.split(",")]
@@ -340,8 +362,10 @@ def main() -> int:
         print("bench_step: needs a CUDA GPU (or --tiny --device cpu)", file=sys.stderr)
         return 1
     models = ["wan", "hunyuan"] if args.model == "both" else [args.model]
-    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile)
-               for m in models]
+    if args.profile and args.device != "cuda":
+        parser.error("--profile needs --device cuda (it sums GPU kernel times)")
+    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
+                   args.profile) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)

@@ -97,6 +97,12 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
 int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
               void* stream, char* error, size_t error_size);
 
+/* Wan's Q/K RMSNorm (weight [heads * head_dim] float, eps) and rotary embedding in one pass
+ * (rotary.h); norm_weight NULL: the rotation alone, as dr_rotary. */
+int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
+                   const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
+                   size_t error_size);
+
 /* perm[p] = raster position of the token at sequence position p (geometry.h); `geometry_json` is the
  * "geometry" object above; n must equal the geometry's total tokens. */
 int dr_token_permutation(const char* geometry_json, int64_t* perm, int64_t n, char* error, size_t error_size);

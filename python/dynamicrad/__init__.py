@@ -13,7 +13,7 @@ from ._library import built_with_cuda, version
 from .config import DynamicRadConfig
 from .engine import MODES, REGIMES, Engine, Geometry, LutEntry, Selection, lut_entry
 from .integrations import disable, enable
-from .ops import rotary, sparse_attention
+from .ops import norm_rotary, rotary, sparse_attention
 from .state import DynamicRadState
 
 __version__ = "0.1.0"
@@ -31,6 +31,7 @@ __all__ = [
     "disable",
     "enable",
     "lut_entry",
+    "norm_rotary",
     "rotary",
     "sparse_attention",
     "version",

@@ -36,6 +36,10 @@ class DynamicRadConfig:
     threads:           CPU engine threads (0: all).
     fused_rotary:      Wan: apply the rotary embedding in one pass (the same bits as the stock
                        processor's ten elementwise passes); False runs the stock arithmetic.
+    fused_norm:        Wan, with fused_rotary: the Q/K RMSNorm (norm_q, norm_k) runs in that same
+                       pass. Its sum of squares is taken in double where the stock norm sums in
+                       float, so a value can differ from stock's in its last bit; False keeps the
+                       stock norm (and the one-pass rotary then gives the stock bits exactly).
     keep_layouts:      keep every layer's last layout (on the GPU: about batch x heads x kept blocks
                        x 4 bytes a layer) so that ``state.save_mask_png`` can draw any layer; off,
                        only the layer that ran last can be drawn.
@@ -55,6 +59,7 @@ class DynamicRadConfig:
     threads: int = 0
     keep_layouts: bool = False
     fused_rotary: bool = True
+    fused_norm: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -71,7 +76,7 @@ class DynamicRadConfig:
                 raise ValueError(f"{name} = {value!r}: must be an integer >= 0")
         if not isinstance(self.refresh_interval, int) or isinstance(self.refresh_interval, bool) or self.refresh_interval < 1:
             raise ValueError(f"refresh_interval = {self.refresh_interval!r}: must be an integer >= 1")
-        for name in ("keep_layouts", "fused_rotary"):
+        for name in ("keep_layouts", "fused_rotary", "fused_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} = {getattr(self, name)!r}: must be True or False")
         if self.token_order not in TOKEN_ORDERS:

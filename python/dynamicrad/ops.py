@@ -13,9 +13,10 @@ and floats, which the compiler treats as constants of the graph.
 
 from __future__ import annotations
 
-import torch
-
 import ctypes
+import math
+
+import torch
 
 from . import _library as _lib
 from .engine import Engine, Selection, attend_into, c_tensor, select_into
@@ -74,27 +75,44 @@ def sparse_attention(
     )
 
 
-@torch.library.custom_op("dynamicrad::rotary", mutates_args=())
-def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, what: str) -> torch.Tensor:
+    """dr_norm_rotary: the rotation of x, with Wan's RMSNorm first when ``weight`` is given."""
     if cos.dtype != torch.float32 or sin.dtype != torch.float32:
         raise ValueError(f"cos, sin: the rotary tables must be float32, got {cos.dtype}, {sin.dtype}")
+    if x.dim() != 4:
+        raise ValueError(f"x: expected [batch, tokens, heads, head_dim], got shape {tuple(x.shape)}")
     b, n, h, d = x.shape
     if cos.numel() != n * d or sin.numel() != n * d:
         raise ValueError(f"cos, sin: expected {n} x {d} values (tokens x head_dim), got {tuple(cos.shape)}, {tuple(sin.shape)}")
-    if not (x.device == cos.device == sin.device):
-        raise ValueError(f"x, cos, sin must be on one device, got {x.device}, {cos.device}, {sin.device}")
+    devices = [x.device, cos.device, sin.device] + ([] if weight is None else [weight.device])
+    if any(dev != x.device for dev in devices):
+        raise ValueError(f"x, cos, sin{', weight' if weight is not None else ''} must be on one device, got "
+                         f"{', '.join(str(dev) for dev in devices)}")
+    weight_ptr = None
+    if weight is not None:
+        if weight.numel() != h * d:
+            raise ValueError(f"weight: expected heads x head_dim = {h * d} values, got shape {tuple(weight.shape)}")
+        if not weight.is_floating_point():
+            raise ValueError(f"weight: must be a floating-point tensor, got {weight.dtype}")
+        weight = weight.detach().to(torch.float32).contiguous()
+        weight_ptr = ctypes.c_void_p(weight.data_ptr())
     x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
     out = torch.empty_like(x)
     cx, cout = c_tensor(x, "x"), c_tensor(out, "out")
     cuda = x.device.type == "cuda"
     stream = ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream) if cuda else None
     error = _lib.error_buffer()
-    status = _lib.library().dr_rotary(
-        ctypes.byref(cx), ctypes.byref(cout), ctypes.c_void_p(cos.data_ptr()), ctypes.c_void_p(sin.data_ptr()),
-        1 if cuda else 0, stream, error, len(error),
+    status = _lib.library().dr_norm_rotary(
+        ctypes.byref(cx), ctypes.byref(cout), weight_ptr, float(eps), ctypes.c_void_p(cos.data_ptr()),
+        ctypes.c_void_p(sin.data_ptr()), 1 if cuda else 0, stream, error, len(error),
     )
-    _lib.check(status, error, "rotary")
+    _lib.check(status, error, what)
     return out
+
+
+@torch.library.custom_op("dynamicrad::rotary", mutates_args=())
+def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return _rotate(x, cos, sin, None, 0.0, "rotary")
 
 
 @_rotary.register_fake
@@ -107,3 +125,24 @@ def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     bit-identical to diffusers' WanAttnProcessor arithmetic; cos / sin are its float32 tables
     ([1, tokens, 1, head_dim] or [tokens, head_dim])."""
     return torch.ops.dynamicrad.rotary(x, cos, sin)
+
+
+@torch.library.custom_op("dynamicrad::norm_rotary", mutates_args=())
+def _norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    if not (eps >= 0.0 and math.isfinite(eps)):
+        raise ValueError(f"eps = {eps}: must be finite and >= 0")
+    return _rotate(x, cos, sin, weight, eps, "norm_rotary")
+
+
+@_norm_rotary.register_fake
+def _(x, weight, eps, cos, sin):
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+def norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Wan's Q/K RMSNorm over every token's heads x head_dim values (``torch.nn.RMSNorm`` with
+    ``weight``, ``eps``), then its rotary embedding, in one pass over x [batch, tokens, heads, head_dim].
+
+    The stock arithmetic, except that the norm's sum of squares is taken in double (the stock norm
+    sums in float), so a value can differ from stock's in its last bit; CPU and CUDA give the same bits."""
+    return torch.ops.dynamicrad.norm_rotary(x, weight, eps, cos, sin)

@@ -3,8 +3,9 @@
 # benchmark (bench/gpu/bench_step.py). Uses the library and programs carried in .device-bin/
 # (scripts/device/build_carry.sh) and diffusers wheels carried in .pywhl/ when the image lacks it.
 #   MODEL=wan|hunyuan|both (default both), CHECKS=0 skips the checks, STOCK_ROTARY_AT=0.85 also times
-#   Wan at that sparsity with the stock rotary arithmetic, SPARSITIES=0.85 (default 0.80,0.85,0.90),
-#   COMPILE=both also times stock and DynamicRad after compile_repeated_blocks (inductor).
+#   Wan at that sparsity with the one-pass rotary after the stock norm and with the stock arithmetic,
+#   SPARSITIES=0.85 (default 0.80,0.85,0.90), COMPILE=both also times stock and DynamicRad after compile_repeated_blocks (inductor), PROFILE=1
+#   adds the GPU time of one call of each by kind of kernel (attention, selection, GEMM, the rest).
 #   Results go to $OUT/step/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,5 +27,6 @@ if [ "${CHECKS:-1}" != "0" ]; then
 fi
 echo "== denoising step benchmark"
 python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" ${STOCK_ROTARY_AT:+--stock-rotary-at $STOCK_ROTARY_AT} \
-  --sparsities "${SPARSITIES:-0.80,0.85,0.90}" --compile "${COMPILE:-none}" --out "$out/step/results-${MODEL:-both}.json" \
+  --sparsities "${SPARSITIES:-0.80,0.85,0.90}" --compile "${COMPILE:-none}" \
+  ${PROFILE:+--profile} --out "$out/step/results-${MODEL:-both}.json" \
   2>&1 | tee "$out/step/bench-${MODEL:-both}.txt"

@@ -227,6 +227,12 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
 
 int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
               void* stream, char* error, size_t error_size) {
+  return dr_norm_rotary(x, out, nullptr, 0.0, cos_table, sin_table, device, stream, error, error_size);
+}
+
+int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
+                   const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
+                   size_t error_size) {
   return guarded(error, error_size, [&] {
     if (device != 0 && device != 1) throw dr::Error("device", std::to_string(device) + ": allowed 0 (cpu), 1 (cuda)");
     dr::RotaryArgs a;
@@ -234,6 +240,8 @@ int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, 
     a.out = mutable_tensor(out, "out");
     a.cos = cos_table;
     a.sin = sin_table;
+    a.norm_weight = norm_weight;
+    a.norm_eps = norm_eps;
     a.stream = stream;
     dr::apply_rotary(a, device == 1 ? dr::Device::cuda : dr::Device::cpu);
   });

@@ -1,8 +1,11 @@
-// apply_rotary(): argument checks and the CPU loop. Compiled with -ffp-contract=off (CMakeLists.txt)
-// so that no product and sum fuse: the bits must equal the stock processor's.
+// apply_rotary(): argument checks and the CPU loop (with the optional RMSNorm first). Compiled with
+// -ffp-contract=off (CMakeLists.txt) so that no product and sum fuse: the bits must equal the stock
+// processor's.
 #include "dynamicrad/rotary.h"
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <string>
 
 #include "core/check.h"
@@ -27,6 +30,20 @@ void check(const RotaryArgs& a) {
   require(a.out.shape == s, "out", "shape " + to_string(a.out.shape) + " differs from x's " + to_string(s));
   require(a.out.dtype == a.x.dtype, "out", "dtype " + to_string(a.out.dtype) + " differs from x's " + to_string(a.x.dtype));
   require(a.out.data != a.x.data, "out", "must not alias x");
+  if (a.norm_weight != nullptr) {
+    require(std::isfinite(a.norm_eps) && a.norm_eps >= 0.0, "norm_eps",
+            std::to_string(a.norm_eps) + ": must be finite and >= 0");
+  }
+}
+
+// x rounded to `dtype` and back (the stock norm returns x's dtype before the rotation reads it).
+float round_to(DType dtype, float v) {
+  switch (dtype) {
+    case DType::f32: return v;
+    case DType::f16: return half_to_float(float_to_half(v));
+    case DType::bf16: return bfloat16_to_float(float_to_bfloat16(v));
+  }
+  return v;
 }
 
 }  // namespace
@@ -34,7 +51,13 @@ void check(const RotaryArgs& a) {
 void apply_rotary(const RotaryArgs& a, Device device) {
   check(a);
   if (device == Device::cuda) {
-    // The kernel moves pairs as one 2-element vector.
+    // The kernel moves at least pairs as one vector (16-byte vectors where the rows allow), one CTA
+    // per row.
+    const std::int64_t rows = a.x.shape.batch * a.x.shape.tokens;
+    require(rows <= std::numeric_limits<std::int32_t>::max(), "x",
+            "batch x tokens = " + std::to_string(rows) + ": at most 2^31 - 1 rows on the GPU");
+    require(a.x.shape.heads * a.x.shape.head_dim <= std::numeric_limits<std::int32_t>::max(), "x",
+            "heads x head_dim: at most 2^31 - 1 values a row on the GPU");
     const std::uintptr_t pair_bytes = 2 * dtype_size(a.x.dtype);
     require(reinterpret_cast<std::uintptr_t>(a.x.data) % pair_bytes == 0, "x", "data must be aligned to a pair of elements");
     require(reinterpret_cast<std::uintptr_t>(a.out.data) % pair_bytes == 0, "out", "data must be aligned to a pair of elements");
@@ -43,15 +66,31 @@ void apply_rotary(const RotaryArgs& a, Device device) {
   }
   const Shape& s = a.x.shape;
   const std::int64_t rows = s.batch * s.tokens;
+  const std::int64_t width = s.heads * s.head_dim;
   detail::parallel_for(rows, detail::resolve_threads(a.threads), [&](std::int64_t row, int) {
     const std::int64_t n = row % s.tokens;
     const float* c_row = a.cos + n * s.head_dim;
     const float* s_row = a.sin + n * s.head_dim;
+    float r = 1.0f;
+    if (a.norm_weight != nullptr) {
+      double sum = 0.0;
+      for (std::int64_t j = 0; j < width; ++j) {
+        const double v = load_as_float(a.x.data, a.x.dtype, row * width + j);
+        sum += v * v;
+      }
+      r = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(width) + a.norm_eps));
+    }
+    const auto load = [&](std::int64_t index) {
+      const float v = load_as_float(a.x.data, a.x.dtype, index);
+      if (a.norm_weight == nullptr) return v;
+      const float scaled = v * r;
+      return round_to(a.x.dtype, scaled * a.norm_weight[index - row * width]);
+    };
     for (std::int64_t h = 0; h < s.heads; ++h) {
       const std::int64_t base = (row * s.heads + h) * s.head_dim;
       for (std::int64_t i = 0; i < s.head_dim; i += 2) {
-        const float even = load_as_float(a.x.data, a.x.dtype, base + i);
-        const float odd = load_as_float(a.x.data, a.x.dtype, base + i + 1);
+        const float even = load(base + i);
+        const float odd = load(base + i + 1);
         const float c = c_row[i], sn = s_row[i + 1];
         const float ec = even * c, os = odd * sn, es = even * sn, oc = odd * c;
         detail::store_float(a.out, base + i, ec - os);

@@ -1,5 +1,7 @@
-// apply_rotary() on the GPU: one thread per pair, float arithmetic with explicitly rounded products
-// and sums (__fmul_rn / __fsub_rn / __fadd_rn are never contracted into FMAs).
+// apply_rotary() on the GPU: one CTA per (batch, token) row of heads x head_dim values, 16-byte
+// vectors where the row allows, float arithmetic with explicitly rounded products and sums
+// (__fmul_rn / __fsub_rn / __fadd_rn are never contracted into FMAs). With the RMSNorm, the row's sum
+// of squares is reduced in double first and the row is read again (from L1) to normalise and rotate.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -13,46 +15,129 @@ namespace dynamicrad::detail {
 
 namespace {
 
-__device__ __forceinline__ float2 load_pair(const float* p) { return *reinterpret_cast<const float2*>(p); }
-__device__ __forceinline__ float2 load_pair(const __half* p) { return __half22float2(*reinterpret_cast<const __half2*>(p)); }
-__device__ __forceinline__ float2 load_pair(const __nv_bfloat16* p) {
-  return __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(p));
-}
-__device__ __forceinline__ void store_pair(float* p, float2 v) { *reinterpret_cast<float2*>(p) = v; }
-__device__ __forceinline__ void store_pair(__half* p, float2 v) { *reinterpret_cast<__half2*>(p) = __float22half2_rn(v); }
-__device__ __forceinline__ void store_pair(__nv_bfloat16* p, float2 v) {
-  *reinterpret_cast<__nv_bfloat162*>(p) = __float22bfloat162_rn(v);
-}
+constexpr int kThreads = 128;
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
+__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
 
 template <class T>
-__global__ void rotary_kernel(const T* __restrict__ x, T* __restrict__ out, const float* __restrict__ cos_table,
-                              const float* __restrict__ sin_table, std::int64_t pairs, std::int64_t tokens,
-                              std::int64_t heads, std::int64_t half_dim) {
-  const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * blockDim.x;
-  for (std::int64_t p = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; p < pairs; p += stride) {
-    const std::int64_t i = p % half_dim;
-    const std::int64_t n = (p / (half_dim * heads)) % tokens;
-    const float c = cos_table[n * 2 * half_dim + 2 * i];
-    const float s = sin_table[n * 2 * half_dim + 2 * i + 1];
-    const float2 v = load_pair(x + 2 * p);
-    float2 r;
-    r.x = __fsub_rn(__fmul_rn(v.x, c), __fmul_rn(v.y, s));
-    r.y = __fadd_rn(__fmul_rn(v.x, s), __fmul_rn(v.y, c));
-    store_pair(out + 2 * p, r);
+__device__ __forceinline__ T from_float(float v);
+template <>
+__device__ __forceinline__ float from_float<float>(float v) { return v; }
+template <>
+__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+// kVec consecutive elements, moved as one vector of kVec * sizeof(T) bytes (4 to 16).
+template <class T, int kVec>
+struct alignas(kVec * sizeof(T)) Pack {
+  T v[kVec];
+};
+
+template <class T, int kVec>
+__device__ __forceinline__ void load(const T* p, float (&f)[kVec]) {
+  const Pack<T, kVec> pack = *reinterpret_cast<const Pack<T, kVec>*>(p);
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) f[k] = to_float(pack.v[k]);
+}
+
+template <class T, int kVec>
+__device__ __forceinline__ void store(T* p, const float (&f)[kVec]) {
+  Pack<T, kVec> pack;
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) pack.v[k] = from_float<T>(f[k]);
+  *reinterpret_cast<Pack<T, kVec>*>(p) = pack;
+}
+
+// The row's RMSNorm factor r = float(1 / sqrt(sum x^2 / width + eps)), the sum in double.
+template <class T, int kVec>
+__device__ float norm_factor(const T* row, int width, double eps) {
+  double sum = 0.0;
+  for (int j = threadIdx.x * kVec; j < width; j += kThreads * kVec) {
+    float f[kVec];
+    load<T, kVec>(row + j, f);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) sum += static_cast<double>(f[k]) * static_cast<double>(f[k]);
+  }
+#pragma unroll
+  for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
+  __shared__ double partial[kThreads / 32];
+  __shared__ float factor;
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double total = 0.0;
+    for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
+    factor = static_cast<float>(1.0 / sqrt(total / static_cast<double>(width) + eps));
+  }
+  __syncthreads();
+  return factor;
+}
+
+template <class T, bool kNorm, int kVec>
+__global__ void __launch_bounds__(kThreads)
+    rotary_kernel(const T* __restrict__ x, T* __restrict__ out, const float* __restrict__ cos_table,
+                  const float* __restrict__ sin_table, const float* __restrict__ weight, double eps,
+                  std::int64_t tokens, int heads, int head_dim) {
+  const std::int64_t row = blockIdx.x;  // batch * tokens + token
+  const std::int64_t n = row % tokens;
+  const int width = heads * head_dim;
+  const T* x_row = x + row * width;
+  T* out_row = out + row * width;
+  const float* c_row = cos_table + n * head_dim;
+  const float* s_row = sin_table + n * head_dim;
+  float r = 1.0f;
+  if constexpr (kNorm) r = norm_factor<T, kVec>(x_row, width, eps);
+  for (int j = threadIdx.x * kVec; j < width; j += kThreads * kVec) {
+    float f[kVec];
+    load<T, kVec>(x_row + j, f);
+    if constexpr (kNorm) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) f[k] = to_float(from_float<T>(__fmul_rn(__fmul_rn(f[k], r), weight[j + k])));
+    }
+    const int d = j % head_dim;  // kVec divides head_dim: a vector never straddles two heads
+    float o[kVec];
+#pragma unroll
+    for (int k = 0; k < kVec; k += 2) {
+      const float c = c_row[d + k];
+      const float s = s_row[d + k + 1];
+      o[k] = __fsub_rn(__fmul_rn(f[k], c), __fmul_rn(f[k + 1], s));
+      o[k + 1] = __fadd_rn(__fmul_rn(f[k], s), __fmul_rn(f[k + 1], c));
+    }
+    store<T, kVec>(out_row + j, o);
+  }
+}
+
+template <class T, bool kNorm, int kVec>
+void launch_with(const RotaryArgs& a) {
+  const Shape& s = a.x.shape;
+  rotary_kernel<T, kNorm, kVec><<<static_cast<unsigned>(s.batch * s.tokens), kThreads, 0,
+                                  static_cast<cudaStream_t>(a.stream)>>>(
+      static_cast<const T*>(a.x.data), static_cast<T*>(a.out.data), a.cos, a.sin, a.norm_weight, a.norm_eps, s.tokens,
+      static_cast<int>(s.heads), static_cast<int>(s.head_dim));
+  cuda::check_cuda(cudaGetLastError(), "rotary_kernel launch");
+}
+
+template <class T, bool kNorm>
+void launch(const RotaryArgs& a) {
+  constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+  if (a.x.shape.head_dim % kWide == 0 && aligned(a.x.data) && aligned(a.out.data)) {
+    launch_with<T, kNorm, kWide>(a);
+  } else {
+    launch_with<T, kNorm, 2>(a);
   }
 }
 
 template <class T>
 void launch(const RotaryArgs& a) {
-  const Shape& s = a.x.shape;
-  const std::int64_t pairs = s.elements() / 2;
-  constexpr int kThreads = 256;
-  const std::int64_t blocks = (pairs + kThreads - 1) / kThreads;
-  const unsigned grid = static_cast<unsigned>(blocks < 65535 * 16 ? blocks : 65535 * 16);
-  rotary_kernel<T><<<grid, kThreads, 0, static_cast<cudaStream_t>(a.stream)>>>(
-      static_cast<const T*>(a.x.data), static_cast<T*>(a.out.data), a.cos, a.sin, pairs, s.tokens, s.heads,
-      s.head_dim / 2);
-  cuda::check_cuda(cudaGetLastError(), "rotary_kernel launch");
+  if (a.norm_weight != nullptr) {
+    launch<T, true>(a);
+  } else {
+    launch<T, false>(a);
+  }
 }
 
 }  // namespace

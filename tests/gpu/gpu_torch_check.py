@@ -4,7 +4,8 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
   1. The CUDA engine against the CPU engine on the same bf16 inputs: identical layouts, outputs
      within bf16 tolerance, for both modes, batch 1 and 2, block 128 and 64, a text suffix.
   2. The torch operator on CUDA under torch.compile(fullgraph=True) equals eager.
-  3. The one-pass rotary embedding on CUDA: the stock processor's bits.
+  3. The one-pass rotary embedding on CUDA: the stock processor's bits; with the Q/K norm, the CPU's
+     bits and the stock norm's values within rounding.
   4. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
   5. The same transformer compiled by inductor (compile_repeated_blocks(fullgraph=True)) over dense
      warm-up and sparse steps: eager's outputs within bf16 rounding, one graph for every step.
@@ -84,6 +85,24 @@ def rotary_bits() -> None:
         cos, sin = torch.randn(1, 1031, 1, 128, device="cuda"), torch.randn(1, 1031, 1, 128, device="cuda")
         check(torch.equal(dynamicrad.rotary(x, cos, sin), _rotate(x, cos, sin)),
               f"rotary on CUDA is bit-identical to the stock arithmetic ({dtype})")
+    # 16-byte vectors (head_dim 128), pairs (head_dim 6), and a row offset that breaks 16-byte alignment
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        for shape, offset in (((2, 1031, 5, 128), 0), ((1, 77, 3, 6), 0), ((1, 33, 2, 128), 2)):
+            b, n, h, d = shape
+            flat = (torch.randn(b * n * h * d + offset, device="cuda") * 3).to(dtype)
+            x = flat[offset:].view(shape)
+            weight = (1 + 0.3 * torch.randn(h * d, device="cuda")).to(dtype)
+            cos, sin = torch.randn(1, n, 1, d, device="cuda"), torch.randn(1, n, 1, d, device="cuda")
+            out = dynamicrad.rotary(x, cos, sin)
+            check(torch.equal(out.cpu(), dynamicrad.rotary(x.cpu(), cos.cpu(), sin.cpu())),
+                  f"rotary {shape} +{offset} ({dtype}): CUDA == CPU bits")
+            out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin)
+            cpu = dynamicrad.norm_rotary(x.cpu(), weight.cpu(), 1e-6, cos.cpu(), sin.cpu())
+            check(torch.equal(out.cpu(), cpu), f"norm_rotary {shape} +{offset} ({dtype}): CUDA == CPU bits")
+            stock = _rotate(torch.nn.functional.rms_norm(x.flatten(2), (h * d,), weight, 1e-6).unflatten(2, (h, d)),
+                            cos, sin)
+            check(rel(out, stock) < (2e-3 if dtype != torch.float32 else 1e-6),
+                  f"norm_rotary {shape} +{offset} ({dtype}) vs the stock norm and rotary: rel {rel(out, stock):.1e}")
 
 
 def small_wan(heads: int, channels: int, text_dim: int, layers: int):

@@ -115,7 +115,8 @@ def test_compile_then_enable_then_disable(make_wan, wan_inputs):
     model.compile_repeated_blocks(fullgraph=True, backend="aot_eager")
     try:
         assert all(torch.equal(a, b) for a, b in zip(_steps(model, x), stock))
-        state = dynamicrad.enable(model, warmup_steps=2, block_size=32, regime="high")
+        # fused_norm=False: the stock Q/K norm, so that the warm-up steps give the stock bits
+        state = dynamicrad.enable(model, warmup_steps=2, block_size=32, regime="high", fused_norm=False)
         sparse = _steps(model, x)
         assert all(torch.equal(a, b) for a, b in zip(sparse[:2], stock[:2]))  # warm-up: the stock bits
         assert not torch.equal(sparse[3], stock[3]) and state.mean_sparsity() > 0.3

@@ -471,6 +471,63 @@ def test_rotary_is_bit_identical_to_the_stock_arithmetic(dtype):
     assert torch.equal(dynamicrad.rotary(x, cos[0, :, 0], sin[0, :, 0]), _rotate(x, cos, sin))
 
 
+def _stock_norm_rotary(x, weight, eps, cos, sin):
+    """What diffusers' Wan processor does: torch.nn.RMSNorm over heads x head_dim, then the rotary."""
+    from dynamicrad.integrations.wan import _rotate
+
+    b, n, h, d = x.shape
+    normed = torch.nn.functional.rms_norm(x.flatten(2), (h * d,), weight, eps)
+    return _rotate(normed.unflatten(2, (h, d)), cos, sin)
+
+
+def _norm_rotary_inputs(dtype, shape=(2, 9, 3, 16), seed=12):
+    g = torch.Generator().manual_seed(seed)
+    b, n, h, d = shape
+    x = (3 * torch.randn(shape, generator=g)).to(dtype)
+    weight = (1 + 0.3 * torch.randn(h * d, generator=g)).to(dtype)
+    cos, sin = torch.randn(1, n, 1, d, generator=g), torch.randn(1, n, 1, d, generator=g)
+    return x, weight, cos, sin
+
+
+def test_norm_rotary_is_the_stock_arithmetic_up_to_the_sum_of_squares():
+    # float32: the only difference is the rounding of the sum of squares
+    x, weight, cos, sin = _norm_rotary_inputs(torch.float32)
+    out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin)
+    ref = _stock_norm_rotary(x, weight, 1e-6, cos, sin)
+    torch.testing.assert_close(out, ref, rtol=2e-6, atol=2e-6)
+    # bfloat16: the norm's output is rounded to bfloat16 before the rotation, as in stock; a last-bit
+    # difference of the norm's factor flips few of those roundings
+    x, weight, cos, sin = _norm_rotary_inputs(torch.bfloat16, shape=(1, 64, 4, 32))
+    out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin).float()
+    ref = _stock_norm_rotary(x, weight, 1e-6, cos, sin).float()
+    assert (out == ref).float().mean() > 0.98
+    assert (out - ref).norm() / ref.norm() < 2e-3
+
+
+def test_norm_rotary_normalises_over_all_heads_and_rotates_like_rotary():
+    # with weight 1 the output is rotary(x / rms(token)); the rotary part is dynamicrad.rotary's
+    x, _, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 5, 4, 8))
+    out = dynamicrad.norm_rotary(x, torch.ones(32), 0.0, cos, sin)
+    rms = x.double().pow(2).mean(dim=(2, 3), keepdim=True).sqrt()
+    torch.testing.assert_close(out, dynamicrad.rotary((x.double() / rms).float(), cos, sin), rtol=1e-5, atol=1e-6)
+
+
+def test_norm_rotary_opcheck_and_errors():
+    x, weight, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 9, 2, 8))
+    torch.library.opcheck(torch.ops.dynamicrad.norm_rotary.default, (x, weight, 1e-6, cos, sin))
+    for eps in (-1e-6, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="eps"):
+            dynamicrad.norm_rotary(x, weight, eps, cos, sin)
+    with pytest.raises(ValueError, match="weight: expected heads x head_dim = 16"):
+        dynamicrad.norm_rotary(x, weight[:8], 1e-6, cos, sin)
+    with pytest.raises(ValueError, match="weight: must be a floating-point"):
+        dynamicrad.norm_rotary(x, torch.ones(16, dtype=torch.int32), 1e-6, cos, sin)
+    with pytest.raises(ValueError, match="tokens x head_dim"):
+        dynamicrad.norm_rotary(x, weight, 1e-6, cos[:, :8], sin[:, :8])
+    with pytest.raises(ValueError, match=r"x: expected \[batch, tokens, heads, head_dim\]"):
+        dynamicrad.norm_rotary(x.flatten(2), weight, 1e-6, cos, sin)
+
+
 def test_rotary_opcheck_and_errors():
     x = torch.randn(1, 9, 2, 8)
     cos, sin = torch.randn(1, 9, 1, 8), torch.randn(1, 9, 1, 8)

@@ -22,6 +22,7 @@ class LayerProcessor:
         self.layer = layer  # across the pipeline's transformers: slots and reports
         self.layer_in_model = layer_in_model  # inside this transformer: the dense-layer rule
         self.fused_rotary = dispatch.state.config.fused_rotary
+        self.fused_norm = dispatch.state.config.fused_norm
 
     @property
     def stock(self):

@@ -7,7 +7,7 @@ from typing import Optional
 
 import torch
 
-from ..ops import rotary
+from ..ops import norm_rotary, rotary
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
 from .dispatch import layer_attention
@@ -49,12 +49,20 @@ class WanSelfAttentionProcessor(LayerProcessor):
         if encoder_hidden_states is not None or attention_mask is not None:  # not Wan's self-attention
             return self.stock(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         query, key, value = _projections(attn, hidden_states)
-        query, key = attn.norm_q(query), attn.norm_k(key)
-        query = query.unflatten(2, (attn.heads, -1))
-        key = key.unflatten(2, (attn.heads, -1))
         value = value.unflatten(2, (attn.heads, -1))
-        if rotary_emb is not None:
-            query, key = self._rotate(query, rotary_emb), self._rotate(key, rotary_emb)
+        if rotary_emb is not None and self._one_pass(attn, query, rotary_emb):
+            # norm_q / norm_k and the rotary embedding in one pass each
+            freqs_cos, freqs_sin = rotary_emb
+            query = norm_rotary(query.unflatten(2, (attn.heads, -1)), attn.norm_q.weight, _eps(attn.norm_q),
+                                freqs_cos, freqs_sin)
+            key = norm_rotary(key.unflatten(2, (attn.heads, -1)), attn.norm_k.weight, _eps(attn.norm_k),
+                              freqs_cos, freqs_sin)
+        else:
+            query, key = attn.norm_q(query), attn.norm_k(key)
+            query = query.unflatten(2, (attn.heads, -1))
+            key = key.unflatten(2, (attn.heads, -1))
+            if rotary_emb is not None:
+                query, key = self._rotate(query, rotary_emb), self._rotate(key, rotary_emb)
         out = layer_attention(query, key, value, None, 0, self.dispatch)
         out = out.flatten(2, 3).type_as(query)
         out = attn.to_out[0](out)
@@ -62,17 +70,36 @@ class WanSelfAttentionProcessor(LayerProcessor):
 
     def _rotate(self, x: torch.Tensor, rotary_emb: tuple) -> torch.Tensor:
         freqs_cos, freqs_sin = rotary_emb
-        if self.fused_rotary and _fusable(x, freqs_cos, freqs_sin):
+        if self.fused_rotary and _fusable(x.shape, x, freqs_cos, freqs_sin):
             return rotary(x, freqs_cos, freqs_sin)  # same bits, one pass
         return _rotate(x, freqs_cos, freqs_sin)
 
+    def _one_pass(self, attn, query: torch.Tensor, rotary_emb: tuple) -> bool:
+        """Whether norm_q / norm_k and the rotary embedding can run as one pass (``norm_rotary``)."""
+        if not (self.fused_rotary and self.fused_norm):
+            return False
+        shape = (query.shape[0], query.shape[1], attn.heads, query.shape[2] // attn.heads)
+        return (_fusable(shape, query, *rotary_emb) and _fusable_norm(attn.norm_q, query.shape[2])
+                and _fusable_norm(attn.norm_k, query.shape[2]))
 
-def _fusable(x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> bool:
+
+def _fusable(shape: tuple, x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> bool:
     """The one-pass rotary kernel covers Wan's own tables: float32 [1, tokens, 1, head_dim]."""
-    shape = (1, x.shape[1], 1, x.shape[3])
+    table = (1, shape[1], 1, shape[3])
     return (x.dtype in (torch.float32, torch.float16, torch.bfloat16) and freqs_cos.dtype == torch.float32
-            and freqs_sin.dtype == torch.float32 and tuple(freqs_cos.shape) == shape
-            and tuple(freqs_sin.shape) == shape and freqs_cos.device == x.device)
+            and freqs_sin.dtype == torch.float32 and tuple(freqs_cos.shape) == table
+            and tuple(freqs_sin.shape) == table and freqs_cos.device == x.device)
+
+
+def _fusable_norm(norm, width: int) -> bool:
+    """Wan's qk_norm "rms_norm_across_heads": a torch.nn.RMSNorm over all heads, with a weight."""
+    return (type(norm) is torch.nn.RMSNorm and tuple(norm.normalized_shape) == (width,)
+            and norm.weight is not None and norm.weight.is_floating_point())
+
+
+def _eps(norm: torch.nn.RMSNorm) -> float:
+    """torch.nn.RMSNorm's eps; None means the float32 machine epsilon (F.rms_norm's default)."""
+    return float(norm.eps) if norm.eps is not None else float(torch.finfo(torch.float32).eps)
 
 
 def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
