@@ -114,6 +114,23 @@ __device__ __forceinline__ double group_block_score(const float* q, const float*
   return lane;
 }
 
+// The same sum with the lane's query elements (j, j + 8, ...) held in registers, loaded once per row
+// instead of once per candidate: the same products added in the same order.
+template <int kLaneValues>
+__device__ __forceinline__ double group_block_score(const float (&q_lane)[kLaneValues], const float* k, std::int64_t dim,
+                                                    int lane_in_group) {
+  double lane = 0.0;
+#pragma unroll
+  for (int t = 0; t < kLaneValues; ++t) {
+    const std::int64_t e = lane_in_group + static_cast<std::int64_t>(kScoreLanes) * t;
+    if (e < dim) lane += static_cast<double>(q_lane[t]) * static_cast<double>(k[e]);
+  }
+  lane += __shfl_xor_sync(0xffffffffu, lane, 1);
+  lane += __shfl_xor_sync(0xffffffffu, lane, 2);
+  lane += __shfl_xor_sync(0xffffffffu, lane, 4);
+  return lane;
+}
+
 struct SelectParams {
   const std::int64_t* prior_offsets;  // [blocks + 1]
   const std::int32_t* prior_cols;     // [prior size]
@@ -147,7 +164,9 @@ constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
 // Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max], order[n_max] (int32),
-// kinds[n_max] (uint8).
+// kinds[n_max] (uint8). kLaneValues > 0: head_dim <= 8 * kLaneValues, query elements kept in
+// registers; 0: read from memory for every candidate (any head_dim).
+template <int kLaneValues>
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
   const std::int64_t row = blockIdx.x;
@@ -186,12 +205,26 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   const float* k_head = p.pooled_k + bh * p.blocks * p.dim;
   const int group = threadIdx.x / kScoreLanes, lane = threadIdx.x % kScoreLanes;
   const int groups = blockDim.x / kScoreLanes;
+  float q_lane[kLaneValues > 0 ? kLaneValues : 1];
+  if constexpr (kLaneValues > 0) {
+#pragma unroll
+    for (int t = 0; t < kLaneValues; ++t) {
+      const std::int64_t e = lane + static_cast<std::int64_t>(kScoreLanes) * t;
+      q_lane[t] = e < p.dim ? q[e] : 0.0f;
+    }
+  }
   // Every thread of a warp takes part in the shuffles, so the loop runs to a bound common to the warp.
   for (int base = 0; base < m; base += groups) {
     const int j = base + group;
     const int last = j < m ? j : m - 1;
     const int entry = p.dynamic ? last : order[last];
-    const double z = group_block_score(q, k_head + static_cast<std::int64_t>(cols[entry]) * p.dim, p.dim, lane) * p.scale;
+    const float* k = k_head + static_cast<std::int64_t>(cols[entry]) * p.dim;
+    double z;
+    if constexpr (kLaneValues > 0) {
+      z = group_block_score(q_lane, k, p.dim, lane) * p.scale;
+    } else {
+      z = group_block_score(q, k, p.dim, lane) * p.scale;
+    }
     if (j < m && lane == 0) scores[entry] = z;
   }
   __syncthreads();
@@ -422,8 +455,11 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
   check_cuda(cudaMemset(s.row_offsets, 0, sizeof(std::int64_t)), "cudaMemset (row_offsets[0])");
   const std::size_t shared_bytes = select_shared_bytes(s.max_row);
   if (shared_bytes > 48 * 1024) {
-    check_cuda(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
-               "cudaFuncSetAttribute (select_kernel)");
+    for (const void* kernel : {reinterpret_cast<const void*>(select_kernel<16>), reinterpret_cast<const void*>(select_kernel<32>),
+                               reinterpret_cast<const void*>(select_kernel<0>)}) {
+      check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
+                 "cudaFuncSetAttribute (select_kernel)");
+    }
   }
 }
 
@@ -488,7 +524,15 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
   p.tau_far = params.tau_far;
   p.keep = s.keep;
   p.counts = s.counts;
-  select_kernel<<<static_cast<unsigned>(s.rows), kSelectThreads, select_shared_bytes(s.max_row), stream>>>(p, s.max_row);
+  const unsigned grid = static_cast<unsigned>(s.rows);
+  const std::size_t shared = select_shared_bytes(s.max_row);
+  if (s.head_dim <= 16 * kScoreLanes) {
+    select_kernel<16><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
+  } else if (s.head_dim <= 32 * kScoreLanes) {
+    select_kernel<32><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
+  } else {
+    select_kernel<0><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
+  }
   check_cuda(cudaGetLastError(), "select_kernel launch");
   check_cuda(cub::DeviceScan::InclusiveSum(s.scan_temp, s.scan_temp_bytes, s.counts, s.row_offsets + 1,
                                            static_cast<int>(s.rows), stream),

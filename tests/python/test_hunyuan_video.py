@@ -53,6 +53,19 @@ def test_density_one_unpadded_batch(make_hunyuan, hunyuan_inputs, helpers):
     assert len(state._engines) == 1
 
 
+@pytest.mark.parametrize("lengths", [(7,), (7, 7)])
+def test_density_one_one_padded_length(make_hunyuan, hunyuan_inputs, helpers, lengths):
+    """Every element with the same padded prompt length: one group, the valid tokens as a slice."""
+    model = make_hunyuan()
+    x = hunyuan_inputs(batch=len(lengths), lengths=lengths)
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+    assert len(state._engines) == 1
+    # 320 video + 7 text tokens -> 11 blocks of 32, 2 heads, every batch element
+    assert all(r.kept == r.total == len(lengths) * 11 * 11 * 2 for r in state.report())
+
+
 def test_default_config_bounded_error(make_hunyuan, hunyuan_inputs, helpers):
     model = make_hunyuan()
     x = hunyuan_inputs(lengths=(12, 7))
