@@ -93,12 +93,8 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
                        const char* path, char* error, size_t error_size);
 
 /* Wan's rotary embedding in one pass (rotary.h): out = rotate(x) with cos / sin tables
- * [tokens, head_dim] float; device 0 = cpu (host pointers), 1 = cuda (device pointers, `stream`). */
-int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
-              void* stream, char* error, size_t error_size);
-
-/* Wan's Q/K RMSNorm (weight [heads * head_dim] float, eps) and rotary embedding in one pass
- * (rotary.h); norm_weight NULL: the rotation alone, as dr_rotary. */
+ * [tokens, head_dim] float, after Wan's Q/K RMSNorm (weight [heads * head_dim] float, eps) unless
+ * norm_weight is NULL; device 0 = cpu (host pointers), 1 = cuda (device pointers, `stream`). */
 int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
                    const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
                    size_t error_size);

@@ -14,7 +14,6 @@ and floats, which the compiler treats as constants of the graph.
 from __future__ import annotations
 
 import ctypes
-import math
 
 import torch
 
@@ -75,7 +74,7 @@ def sparse_attention(
     )
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, what: str) -> torch.Tensor:
+def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, what: str) -> torch.Tensor:
     """dr_norm_rotary: the rotation of x, with Wan's RMSNorm first when ``weight`` is given."""
     if cos.dtype != torch.float32 or sin.dtype != torch.float32:
         raise ValueError(f"cos, sin: the rotary tables must be float32, got {cos.dtype}, {sin.dtype}")
@@ -112,7 +111,7 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: 
 
 @torch.library.custom_op("dynamicrad::rotary", mutates_args=())
 def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return _rotate(x, cos, sin, None, 0.0, "rotary")
+    return _call_norm_rotary(x, cos, sin, None, 0.0, "rotary")
 
 
 @_rotary.register_fake
@@ -129,9 +128,7 @@ def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 @torch.library.custom_op("dynamicrad::norm_rotary", mutates_args=())
 def _norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    if not (eps >= 0.0 and math.isfinite(eps)):
-        raise ValueError(f"eps = {eps}: must be finite and >= 0")
-    return _rotate(x, cos, sin, weight, eps, "norm_rotary")
+    return _call_norm_rotary(x, cos, sin, weight, eps, "norm_rotary")  # the library checks eps
 
 
 @_norm_rotary.register_fake

@@ -225,11 +225,6 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
   });
 }
 
-int dr_rotary(const dr_tensor* x, const dr_tensor* out, const float* cos_table, const float* sin_table, int32_t device,
-              void* stream, char* error, size_t error_size) {
-  return dr_norm_rotary(x, out, nullptr, 0.0, cos_table, sin_table, device, stream, error, error_size);
-}
-
 int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
                    const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
                    size_t error_size) {

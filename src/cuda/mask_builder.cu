@@ -34,6 +34,7 @@ constexpr int kPoolMaxThreads = 1024;
 constexpr int kSelectThreads = 128;
 constexpr int kWarp = 32;
 constexpr int kScoreLanes = 8;  // lanes of block_score()
+constexpr int kMaxHeadDim = 512;
 constexpr int kNonFiniteQ = 1;
 constexpr int kNonFiniteK = 2;
 
@@ -104,18 +105,9 @@ __global__ void pool_scalar_kernel(const T* __restrict__ x, std::int64_t tokens,
 // select.h's block_score() by a group of eight threads: thread j of the group is lane j (elements
 // j, j + 8, ... in ascending order), and three shuffles combine the lanes as
 // ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)) (IEEE addition is commutative, so l1+l0 == l0+l1). Float
-// products are exact in double, so contraction into fma cannot change a lane's sum.
-__device__ __forceinline__ double group_block_score(const float* q, const float* k, std::int64_t dim, int lane_in_group) {
-  double lane = 0.0;
-  for (std::int64_t e = lane_in_group; e < dim; e += kScoreLanes) lane += static_cast<double>(q[e]) * static_cast<double>(k[e]);
-  lane += __shfl_xor_sync(0xffffffffu, lane, 1);
-  lane += __shfl_xor_sync(0xffffffffu, lane, 2);
-  lane += __shfl_xor_sync(0xffffffffu, lane, 4);
-  return lane;
-}
-
-// The same sum with the lane's query elements (j, j + 8, ...) held in registers, loaded once per row
-// instead of once per candidate: the same products added in the same order.
+// products are exact in double, so contraction into fma cannot change a lane's sum. The lane's
+// query elements are held in registers (q_lane[t] = q[j + 8t]), loaded once per row, not once per
+// candidate.
 template <int kLaneValues>
 __device__ __forceinline__ double group_block_score(const float (&q_lane)[kLaneValues], const float* k, std::int64_t dim,
                                                     int lane_in_group) {
@@ -164,8 +156,7 @@ constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
 // Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max], order[n_max] (int32),
-// kinds[n_max] (uint8). kLaneValues > 0: head_dim <= 8 * kLaneValues, query elements kept in
-// registers; 0: read from memory for every candidate (any head_dim).
+// kinds[n_max] (uint8). head_dim <= kScoreLanes * kLaneValues.
 template <int kLaneValues>
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
@@ -205,13 +196,11 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   const float* k_head = p.pooled_k + bh * p.blocks * p.dim;
   const int group = threadIdx.x / kScoreLanes, lane = threadIdx.x % kScoreLanes;
   const int groups = blockDim.x / kScoreLanes;
-  float q_lane[kLaneValues > 0 ? kLaneValues : 1];
-  if constexpr (kLaneValues > 0) {
+  float q_lane[kLaneValues];
 #pragma unroll
-    for (int t = 0; t < kLaneValues; ++t) {
-      const std::int64_t e = lane + static_cast<std::int64_t>(kScoreLanes) * t;
-      q_lane[t] = e < p.dim ? q[e] : 0.0f;
-    }
+  for (int t = 0; t < kLaneValues; ++t) {
+    const std::int64_t e = lane + static_cast<std::int64_t>(kScoreLanes) * t;
+    q_lane[t] = e < p.dim ? q[e] : 0.0f;
   }
   // Every thread of a warp takes part in the shuffles, so the loop runs to a bound common to the warp.
   for (int base = 0; base < m; base += groups) {
@@ -219,12 +208,7 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
     const int last = j < m ? j : m - 1;
     const int entry = p.dynamic ? last : order[last];
     const float* k = k_head + static_cast<std::int64_t>(cols[entry]) * p.dim;
-    double z;
-    if constexpr (kLaneValues > 0) {
-      z = group_block_score(q_lane, k, p.dim, lane) * p.scale;
-    } else {
-      z = group_block_score(q, k, p.dim, lane) * p.scale;
-    }
+    const double z = group_block_score(q_lane, k, p.dim, lane) * p.scale;
     if (j < m && lane == 0) scores[entry] = z;
   }
   __syncthreads();
@@ -416,7 +400,9 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
     : state_(std::make_unique<State>()) {
   if (batch < 1) throw Error("batch", std::to_string(batch) + ": must be >= 1");
   if (heads < 1) throw Error("heads", std::to_string(heads) + ": must be >= 1");
-  if (head_dim < 1 || head_dim > 512) throw Error("head_dim", std::to_string(head_dim) + ": allowed range [1, 512]");
+  if (head_dim < 1 || head_dim > kMaxHeadDim) {
+    throw Error("head_dim", std::to_string(head_dim) + ": allowed range [1, " + std::to_string(kMaxHeadDim) + "]");
+  }
   if (prior.blocks < 1 || static_cast<std::int64_t>(prior.row_offsets.size()) != prior.blocks + 1) {
     throw Error("prior", "is empty or inconsistent: build it with build_radial_prior()");
   }
@@ -456,7 +442,7 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
   const std::size_t shared_bytes = select_shared_bytes(s.max_row);
   if (shared_bytes > 48 * 1024) {
     for (const void* kernel : {reinterpret_cast<const void*>(select_kernel<16>), reinterpret_cast<const void*>(select_kernel<32>),
-                               reinterpret_cast<const void*>(select_kernel<0>)}) {
+                               reinterpret_cast<const void*>(select_kernel<64>)}) {
       check_cuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(shared_bytes)),
                  "cudaFuncSetAttribute (select_kernel)");
     }
@@ -526,12 +512,14 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
   p.counts = s.counts;
   const unsigned grid = static_cast<unsigned>(s.rows);
   const std::size_t shared = select_shared_bytes(s.max_row);
+  // Query elements a lane holds: head_dim up to 128 (the models'), 256, or kMaxHeadDim = 512.
+  static_assert(64 * kScoreLanes == kMaxHeadDim, "select_kernel<64> covers every allowed head_dim");
   if (s.head_dim <= 16 * kScoreLanes) {
     select_kernel<16><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
   } else if (s.head_dim <= 32 * kScoreLanes) {
     select_kernel<32><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
   } else {
-    select_kernel<0><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
+    select_kernel<64><<<grid, kSelectThreads, shared, stream>>>(p, s.max_row);
   }
   check_cuda(cudaGetLastError(), "select_kernel launch");
   check_cuda(cub::DeviceScan::InclusiveSum(s.scan_temp, s.scan_temp_bytes, s.counts, s.row_offsets + 1,

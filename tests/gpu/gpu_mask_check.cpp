@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
     VideoGeometry g;
     g.batch = pick(1, 2);
     g.heads = pick(1, 3);
-    // 200 and 264: the scoring paths for head_dim <= 256 and above (query elements in registers or not)
+    // 200 and 264: the scoring kernels for head_dim <= 256 and <= 512 (32 and 64 query values a lane)
     g.head_dim = std::vector<int>{64, 128, 80, 24, 200, 264}[static_cast<std::size_t>(pick(0, 5))];
     g.frames = pick(1, 9);
     g.height = pick(3, 24);

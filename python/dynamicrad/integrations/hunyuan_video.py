@@ -90,14 +90,12 @@ def grouped_attention(state: DynamicRadState, layer: int, query, key, value, tex
             f"with {text} text tokens"
         )
     video = query.shape[1] - text
-    if all(n == text for n in lengths):
-        return state.attention(layer, query, key, value, text)
     if len(set(lengths)) == 1:
         # One prompt length: the valid tokens are a prefix of the sequence, so a slice holds them (no
-        # copy at batch 1), and the padded text rows get zeros.
+        # copy at batch 1, none at all without padding), and the padded text rows get zeros.
         n = lengths[0]
         part = state.attention(layer, query[:, : video + n], key[:, : video + n], value[:, : video + n], n)
-        return torch.nn.functional.pad(part, (0, 0, 0, 0, 0, text - n))
+        return part if n == text else torch.nn.functional.pad(part, (0, 0, 0, 0, 0, text - n))
     out = torch.zeros_like(query)
     for n in sorted(set(lengths)):
         rows = [b for b in range(batch) if lengths[b] == n]
