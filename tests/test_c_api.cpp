@@ -14,6 +14,7 @@
 
 #include "dynamicrad/device.h"
 #include "dynamicrad/engine.h"
+#include "dynamicrad/rotary.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -144,6 +145,52 @@ TEST(CApi, ErrorsNameTheFieldAndCodeTheKind) {
   EXPECT_EQ(dr_engine_kept(e.handle, 5, &kept, &total, tiny, sizeof tiny), DR_INVALID_ARGUMENT);
   EXPECT_EQ(tiny[0], '\0');
   EXPECT_EQ(dr_engine_kept(e.handle, 5, &kept, &total, nullptr, 0), DR_INVALID_ARGUMENT);
+}
+
+TEST(CApi, NormRotaryOptionsAreCheckedAndNullIsWansRotation) {
+  dr_test::Rng rng(4);
+  dr::HostTensor x = dr_test::random_tensor(rng, dr_test::make_shape(1, 5, 2, 4));
+  dr::HostTensor out(dr::DType::f32, x.shape()), expected(dr::DType::f32, x.shape());
+  const dr_tensor cx = view(x), cout = view(out);
+  std::vector<float> cos(20), sin(20), weight(4, 1.0f);
+  for (std::size_t i = 0; i < cos.size(); ++i) {
+    cos[i] = static_cast<float>(rng.normal());
+    sin[i] = static_cast<float>(rng.normal());
+  }
+  char error[512] = {};
+  // NULL options: Wan's rotation of every token, as apply_rotary() with default RotaryArgs
+  ASSERT_EQ(dr_norm_rotary(&cx, &cout, nullptr, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+  dr::RotaryArgs a;
+  a.x = x.view();
+  a.out = expected.mutable_view();
+  a.cos = cos.data();
+  a.sin = sin.data();
+  dr::apply_rotary(a, dr::Device::cpu);
+  for (std::int64_t i = 0; i < x.shape().elements(); ++i) ASSERT_EQ(out.get(i), expected.get(i)) << i;
+
+  dr_norm_rotary_options o{};
+  o.norm_weight = weight.data();
+  o.norm_eps = 1e-6;
+  o.norm_scope = 1;
+  o.rotated_tokens = -1;
+  EXPECT_EQ(dr_norm_rotary(&cx, &cout, &o, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+  const auto expect_field = [&](const dr_norm_rotary_options& bad, const char* field) {
+    EXPECT_EQ(dr_norm_rotary(&cx, &cout, &bad, cos.data(), sin.data(), 0, nullptr, error, sizeof error),
+              DR_INVALID_ARGUMENT);
+    EXPECT_EQ(std::string(error).rfind(field, 0), 0u) << error;
+  };
+  dr_norm_rotary_options bad = o;
+  bad.norm_scope = 2;
+  expect_field(bad, "norm_scope");
+  bad = o;
+  bad.norm_weighting = -1;
+  expect_field(bad, "norm_weighting");
+  bad = o;
+  bad.pairs = 3;
+  expect_field(bad, "pairs");
+  bad = o;
+  bad.rotated_tokens = 6;
+  expect_field(bad, "rotated_tokens");
 }
 
 TEST(CApi, TextOutputsUseTheTwoCallPattern) {

@@ -198,9 +198,97 @@ TEST(Rotary, ErrorsNameTheField) {
     b.norm_eps = eps;
     expect_field(b, "norm_eps");
   }
+  for (const std::int64_t rotated : {-2, 5}) {
+    b = a;
+    b.rotated_tokens = rotated;
+    expect_field(b, "rotated_tokens");
+  }
   if (!dr::built_with_cuda()) {
     EXPECT_THROW(dr::apply_rotary(a, dr::Device::cuda), dr::Error);
   }
+}
+
+// HunyuanVideo's arithmetic: diffusers' RMSNorm over each head (x * r rounded to x's dtype before a
+// 16-bit weight multiplies), apply_rotary_emb's own table entry for every output, and tokens at or
+// past rotated_tokens normalised but not rotated.
+TEST(Rotary, PerHeadNormAndPerElementPairsFollowTheFormulaBitForBit) {
+  dr_test::Rng rng(8);
+  for (const Case& c : {Case{dr::DType::f32, dr_test::make_shape(2, 7, 3, 8)},
+                        Case{dr::DType::bf16, dr_test::make_shape(2, 19, 5, 64)},
+                        Case{dr::DType::f16, dr_test::make_shape(1, 6, 2, 6)}}) {
+    const dr::Shape& s = c.shape;
+    const std::int64_t rotated = s.tokens - 3;
+    Inputs in = make_inputs(rng, c);
+    in.weight.resize(static_cast<std::size_t>(s.head_dim));
+    in.cos.resize(static_cast<std::size_t>(rotated * s.head_dim));  // rows for the rotated tokens only
+    in.sin.resize(in.cos.size());
+    const bool after_rounding = c.dtype != dr::DType::f32;
+    dr::HostTensor out(c.dtype, s);
+    dr_test::fill(out, 12345.0f);
+    dr::RotaryArgs a;
+    a.x = in.x.view();
+    a.out = out.mutable_view();
+    a.cos = in.cos.data();
+    a.sin = in.sin.data();
+    a.pairs = dr::RotaryPairs::per_element;
+    a.rotated_tokens = rotated;
+    a.norm_weight = in.weight.data();
+    a.norm_scope = dr::NormScope::head;
+    a.norm_weighting = after_rounding ? dr::NormWeighting::after_rounding : dr::NormWeighting::in_float;
+    a.norm_eps = 1e-6;
+    a.threads = 2;
+    dr::apply_rotary(a, dr::Device::cpu);
+    for (std::int64_t b = 0; b < s.batch; ++b) {
+      for (std::int64_t n = 0; n < s.tokens; ++n) {
+        for (std::int64_t h = 0; h < s.heads; ++h) {
+          const std::int64_t base = in.x.index(b, n, h, 0);
+          double sum = 0.0;
+          for (std::int64_t i = 0; i < s.head_dim; ++i) sum += static_cast<double>(in.x.get(base + i)) * in.x.get(base + i);
+          const float r = static_cast<float>(1.0 / std::sqrt(sum / static_cast<double>(s.head_dim) + 1e-6));
+          const auto normed = [&](std::int64_t i) {
+            volatile float scaled = in.x.get(base + i) * r;
+            const float rounded = after_rounding ? round_to(c.dtype, scaled) : scaled;
+            volatile float weighted = rounded * in.weight[static_cast<std::size_t>(i)];
+            return round_to(c.dtype, weighted);
+          };
+          for (std::int64_t i = 0; i < s.head_dim; i += 2) {
+            const float even = normed(i), odd = normed(i + 1);
+            float want_even = even, want_odd = odd;
+            if (n < rotated) {
+              const auto at = [&](const std::vector<float>& t, std::int64_t k) {
+                return t[static_cast<std::size_t>(n * s.head_dim + k)];
+              };
+              // (x.float() * cos + x_rotated.float() * sin), x_rotated = (-odd, even) per pair
+              volatile float ec = even * at(in.cos, i), os = -odd * at(in.sin, i);
+              volatile float oc = odd * at(in.cos, i + 1), es = even * at(in.sin, i + 1);
+              want_even = round_to(c.dtype, ec + os);
+              want_odd = round_to(c.dtype, oc + es);
+            }
+            ASSERT_EQ(out.get(base + i), want_even) << dr::to_string(c.dtype) << " b" << b << " n" << n << " h" << h << " i" << i;
+            ASSERT_EQ(out.get(base + i + 1), want_odd) << dr::to_string(c.dtype) << " b" << b << " n" << n << " h" << h << " i" << i + 1;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Rotary, NoRotatedTokensLeavesTheNormAlone) {
+  // rotated_tokens = 0 without a norm copies x; the tables are never read (null would be refused,
+  // so any pointer will do).
+  const dr::Shape s = dr_test::make_shape(1, 3, 2, 4);
+  dr_test::Rng rng(9);
+  const dr::HostTensor x = dr_test::random_tensor(rng, s, 1.0);
+  dr::HostTensor out(dr::DType::f32, s);
+  const float unused = 0.0f;
+  dr::RotaryArgs a;
+  a.x = x.view();
+  a.out = out.mutable_view();
+  a.cos = &unused;
+  a.sin = &unused;
+  a.rotated_tokens = 0;
+  dr::apply_rotary(a, dr::Device::cpu);
+  for (std::int64_t i = 0; i < s.elements(); ++i) ASSERT_EQ(out.get(i), x.get(i)) << i;
 }
 
 }  // namespace

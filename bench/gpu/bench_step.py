@@ -35,6 +35,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import dynamicrad
+from gpu_clocks import ClockSampler, format_clocks
 from kernel_breakdown import format_breakdown, profile_call
 
 # diffusers configs of the released checkpoints (transformer/config.json).
@@ -132,17 +133,19 @@ def synchronize() -> None:
 
 
 def time_call(model, inputs, repeats: int) -> tuple:
-    """Mean and min seconds of one forward over `repeats` timed runs after one warm-up; the output."""
+    """Mean and min seconds of one forward over `repeats` timed runs after one warm-up; the output;
+    the GPU's clock, power and temperature during the timed runs (gpu_clocks.py; None without NVML)."""
     with torch.no_grad():
         out = model(**inputs).sample
         synchronize()
         times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            out = model(**inputs).sample
-            synchronize()
-            times.append(time.perf_counter() - start)
-    return sum(times) / len(times), min(times), out
+        with ClockSampler() as clocks:
+            for _ in range(repeats):
+                start = time.perf_counter()
+                out = model(**inputs).sample
+                synchronize()
+                times.append(time.perf_counter() - start)
+    return sum(times) / len(times), min(times), out, clocks.summary()
 
 
 def ratio_for(geometry: dynamicrad.Geometry, prior: dict, target: float, device: str) -> tuple:
@@ -240,17 +243,17 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     result = {}
     reset_peak()
     t0 = time.time()
-    mean, best, dense_out = time_call(model, inputs, repeats)
+    mean, best, dense_out, clocks = time_call(model, inputs, repeats)
     result["stock_sdpa_default"] = {"mean_s": mean, "min_s": best, "peak_bytes": peak_bytes(),
-                                    "first_call_s": time.time() - t0 - mean * repeats}
-    log(f"{tag} stock SDPA (default backend): {mean:.3f} s")
+                                    "first_call_s": time.time() - t0 - mean * repeats, "clocks": clocks}
+    log(f"{tag} stock SDPA (default backend): {mean:.3f} s; {format_clocks(clocks)}")
     result["stock_sdpa_cudnn"] = None
     if device == "cuda":
         with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-            mean, best, _ = time_call(model, inputs, repeats)
+            mean, best, _, clocks = time_call(model, inputs, repeats)
             breakdown = profiled(model, inputs, profile)
-        result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best, "breakdown": breakdown}
-        log(f"{tag} stock SDPA (cuDNN): {mean:.3f} s")
+        result["stock_sdpa_cudnn"] = {"mean_s": mean, "min_s": best, "breakdown": breakdown, "clocks": clocks}
+        log(f"{tag} stock SDPA (cuDNN): {mean:.3f} s; {format_clocks(clocks)}")
         if breakdown:
             log(format_breakdown(f"{tag} stock (cuDNN)", breakdown))
     dense = min(x["mean_s"] for x in (result["stock_sdpa_default"], result["stock_sdpa_cudnn"]) if x)
@@ -267,11 +270,12 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     lut = dynamicrad.lut_entry("high", "static-ratio")
     prior = dict(lut.prior)  # dense_adjacent off: the forced blocks leave room for 90% sparsity
     runs = []
-    # How Wan's processor prepares Q and K: the one-pass norm and rotary (default), the one-pass rotary
-    # after the stock norm, or the stock processor's arithmetic.
+    # How the processor prepares Q and K: the one-pass norm and rotary (default), for Wan the one-pass
+    # rotary after the stock norm, or the stock processor's arithmetic.
     configs = [(t, "norm+rotary") for t in sparsities]
-    if stock_rotary_at is not None and model_name == "wan":
-        configs += [(stock_rotary_at, "rotary"), (stock_rotary_at, "stock")]  # to separate the gains
+    if stock_rotary_at is not None:  # to separate the gains
+        configs += [(stock_rotary_at, "rotary")] if model_name == "wan" else []
+        configs += [(stock_rotary_at, "stock")]
     for target, qk_pass in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
@@ -282,7 +286,7 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                                   fused_rotary=qk_pass != "stock", fused_norm=qk_pass == "norm+rotary")
         reset_peak()
         t0 = time.time()
-        mean, best, out = time_call(model, inputs, repeats)
+        mean, best, out, clocks = time_call(model, inputs, repeats)
         first_call = time.time() - t0 - mean * repeats
         peak = peak_bytes()
         breakdown = profiled(model, inputs, profile)
@@ -299,7 +303,7 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
             "peak_bytes": peak, "engine_device_bytes": engine_bytes,
             "extra_memory_share": (peak + engine_bytes - stock_peak) / stock_peak if stock_peak else 0.0,
             "relative_error_vs_stock": err,
-            "breakdown": breakdown,
+            "breakdown": breakdown, "clocks": clocks,
             "fifty_steps": {
                 "stock_s": 50 * dense,
                 "dynamicrad_s": 12 * dense + 38 * mean,
@@ -310,7 +314,7 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         log(f"{tag} sparsity {layer_sparsity:.3f} (target {target}, "
             f"Q/K pass: {qk_pass}): {mean:.3f} s, "
             f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
-            f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}")
+            f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}; {format_clocks(clocks)}")
         if breakdown:
             log(format_breakdown(f"{tag} DynamicRad at {target}", breakdown))
         dynamicrad.disable(model)
@@ -338,9 +342,9 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timed calls after one warm-up")
     parser.add_argument("--out", help="write the results as JSON here")
     parser.add_argument("--tiny", action="store_true", help="tiny models: a smoke test of this script")
-    parser.add_argument("--stock-rotary-at", type=float, help="Wan: also time this sparsity with the one-pass "
-                        "rotary after the stock norm (fused_norm=False) and with the stock arithmetic "
-                        "(fused_rotary=False), to separate the gains")
+    parser.add_argument("--stock-rotary-at", type=float, help="also time this sparsity with the stock Q/K "
+                        "arithmetic (fused_rotary=False) and, for Wan, with the one-pass rotary after the stock "
+                        "norm (fused_norm=False), to separate the gains")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--compile", choices=["none", "regional", "both"], default="none",
                         help="regional: time after compile_repeated_blocks(fullgraph=True); both: eager, then "

@@ -92,10 +92,20 @@ int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64
 int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int64_t head, int32_t cell_pixels,
                        const char* path, char* error, size_t error_size);
 
-/* Wan's rotary embedding in one pass (rotary.h): out = rotate(x) with cos / sin tables
- * [tokens, head_dim] float, after Wan's Q/K RMSNorm (weight [heads * head_dim] float, eps) unless
- * norm_weight is NULL; device 0 = cpu (host pointers), 1 = cuda (device pointers, `stream`). */
-int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
+/* How dr_norm_rotary normalises and rotates (rotary.h). */
+typedef struct dr_norm_rotary_options {
+  const float* norm_weight; /* NULL: rotation only; else [heads * head_dim] (scope 0) or [head_dim] (scope 1) */
+  double norm_eps;          /* finite, >= 0 */
+  int32_t norm_scope;       /* 0: all heads of a token (Wan), 1: each head (HunyuanVideo) */
+  int32_t norm_weighting;   /* 0: weight in float (torch.nn.RMSNorm), 1: after rounding to x's dtype (diffusers' RMSNorm) */
+  int32_t pairs;            /* 0: cos[2i] / sin[2i+1] for both (Wan), 1: each output its own entries (apply_rotary_emb) */
+  int64_t rotated_tokens;   /* tokens [0, rotated_tokens) are rotated, the rest only normalised; -1: all */
+} dr_norm_rotary_options;
+
+/* The Q/K RMSNorm and rotary embedding in one pass (rotary.h): out = rotate(norm(x)) with cos / sin
+ * tables [rotated tokens, head_dim] float; device 0 = cpu (host pointers), 1 = cuda (device pointers,
+ * `stream`). `options` NULL: Wan's rotation of every token, no norm. */
+int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const dr_norm_rotary_options* options,
                    const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
                    size_t error_size);
 

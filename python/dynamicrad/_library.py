@@ -53,6 +53,19 @@ class Selection(ctypes.Structure):
     ]
 
 
+class NormRotaryOptions(ctypes.Structure):
+    """``dr_norm_rotary_options``."""
+
+    _fields_ = [
+        ("norm_weight", ctypes.c_void_p),
+        ("norm_eps", ctypes.c_double),
+        ("norm_scope", ctypes.c_int32),
+        ("norm_weighting", ctypes.c_int32),
+        ("pairs", ctypes.c_int32),
+        ("rotated_tokens", ctypes.c_int64),
+    ]
+
+
 def library_path() -> Path:
     override = os.environ.get("DYNAMICRAD_LIBRARY")
     if override:
@@ -86,7 +99,7 @@ def library() -> ctypes.CDLL:
         "dr_engine_kept": ([vp, i32, i64p, i64p] + c_err, ctypes.c_int),
         "dr_engine_layout": ([vp, i32, i64p, i64p, vp, vp] + c_err, ctypes.c_int),
         "dr_engine_mask_png": ([vp, i32, ctypes.c_int64, ctypes.c_int64, i32, ctypes.c_char_p] + c_err, ctypes.c_int),
-        "dr_norm_rotary": ([tp, tp, vp, ctypes.c_double, vp, vp, i32, vp] + c_err, ctypes.c_int),
+        "dr_norm_rotary": ([tp, tp, ctypes.POINTER(NormRotaryOptions), vp, vp, i32, vp] + c_err, ctypes.c_int),
         "dr_token_permutation": ([ctypes.c_char_p, vp, ctypes.c_int64] + c_err, ctypes.c_int),
         "dr_preset_geometry": ([ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t, sizep] + c_err, ctypes.c_int),
         "dr_lut_entry": (

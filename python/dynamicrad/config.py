@@ -34,12 +34,13 @@ class DynamicRadConfig:
     prior, selection:  overrides of LUT fields, e.g. ``prior={"gamma": 2.0}``,
                        ``selection={"r_near": 0.3}``.
     threads:           CPU engine threads (0: all).
-    fused_rotary:      Wan: apply the rotary embedding in one pass (the same bits as the stock
+    fused_rotary:      apply the rotary embedding in one pass (Wan: the same bits as the stock
                        processor's ten elementwise passes); False runs the stock arithmetic.
-    fused_norm:        Wan, with fused_rotary: the Q/K RMSNorm (norm_q, norm_k) runs in that same
-                       pass. Its sum of squares is taken in double where the stock norm sums in
-                       float, so a value can differ from stock's in its last bit; False keeps the
-                       stock norm (and the one-pass rotary then gives the stock bits exactly).
+    fused_norm:        with fused_rotary: the Q/K RMSNorm (norm_q, norm_k) runs in that same pass
+                       (Wan and HunyuanVideo). Its sum of squares is taken in double where the
+                       stock norm sums in float, so a value can differ from stock's in its last
+                       bit; False keeps the stock norm (Wan's one-pass rotary then gives the stock
+                       bits exactly; HunyuanVideo then runs its stock norm and rotary).
     keep_layouts:      keep every layer's last layout (on the GPU: about batch x heads x kept blocks
                        x 4 bytes a layer) so that ``state.save_mask_png`` can draw any layer; off,
                        only the layer that ran last can be drawn.

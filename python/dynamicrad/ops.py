@@ -74,27 +74,51 @@ def sparse_attention(
     )
 
 
-def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, what: str) -> torch.Tensor:
-    """dr_norm_rotary: the rotation of x, with Wan's RMSNorm first when ``weight`` is given."""
+# The Q/K arithmetic of each supported model's stock processor (rotary.h): the RMSNorm's scope and
+# where its weight multiplies, and which table entries a rotated pair uses.
+_STYLES = ("wan", "hunyuan_video")
+
+
+def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, style: str,
+                      rotated_tokens: int, what: str) -> torch.Tensor:
+    """dr_norm_rotary: the rotation of x in ``style``, with the model's RMSNorm first when ``weight`` is given."""
+    if style not in _STYLES:
+        raise ValueError(f"style: {style!r}; allowed: {', '.join(repr(s) for s in _STYLES)}")
     if cos.dtype != torch.float32 or sin.dtype != torch.float32:
         raise ValueError(f"cos, sin: the rotary tables must be float32, got {cos.dtype}, {sin.dtype}")
     if x.dim() != 4:
         raise ValueError(f"x: expected [batch, tokens, heads, head_dim], got shape {tuple(x.shape)}")
     b, n, h, d = x.shape
-    if cos.numel() != n * d or sin.numel() != n * d:
-        raise ValueError(f"cos, sin: expected {n} x {d} values (tokens x head_dim), got {tuple(cos.shape)}, {tuple(sin.shape)}")
+    if not -1 <= rotated_tokens <= n:
+        raise ValueError(f"rotated_tokens: {rotated_tokens}; allowed -1 (all) or [0, {n}] (x's tokens)")
+    rotated = n if rotated_tokens < 0 else rotated_tokens
+    if cos.numel() != rotated * d or sin.numel() != rotated * d:
+        raise ValueError(f"cos, sin: expected {rotated} x {d} values (rotated tokens x head_dim), got "
+                         f"{tuple(cos.shape)}, {tuple(sin.shape)}")
     devices = [x.device, cos.device, sin.device] + ([] if weight is None else [weight.device])
     if any(dev != x.device for dev in devices):
         raise ValueError(f"x, cos, sin{', weight' if weight is not None else ''} must be on one device, got "
                          f"{', '.join(str(dev) for dev in devices)}")
-    weight_ptr = None
+    hunyuan = style == "hunyuan_video"
+    options = _lib.NormRotaryOptions(pairs=1 if hunyuan else 0, rotated_tokens=rotated_tokens)
     if weight is not None:
-        if weight.numel() != h * d:
-            raise ValueError(f"weight: expected heads x head_dim = {h * d} values, got shape {tuple(weight.shape)}")
         if not weight.is_floating_point():
             raise ValueError(f"weight: must be a floating-point tensor, got {weight.dtype}")
+        if hunyuan:
+            if weight.numel() != d:
+                raise ValueError(f"weight: expected head_dim = {d} values (a norm over each head), got shape "
+                                 f"{tuple(weight.shape)}")
+            if weight.dtype != x.dtype:
+                raise ValueError(f"weight: dtype {weight.dtype} must be x's {x.dtype} (diffusers' RMSNorm "
+                                 f"returns the weight's dtype otherwise)")
+        elif weight.numel() != h * d:
+            raise ValueError(f"weight: expected heads x head_dim = {h * d} values, got shape {tuple(weight.shape)}")
         weight = weight.detach().to(torch.float32).contiguous()
-        weight_ptr = ctypes.c_void_p(weight.data_ptr())
+        options.norm_weight = weight.data_ptr()
+        options.norm_eps = float(eps)
+        options.norm_scope = 1 if hunyuan else 0
+        # diffusers' RMSNorm rounds x * r to a 16-bit weight's dtype before the weight multiplies
+        options.norm_weighting = 1 if hunyuan and x.dtype != torch.float32 else 0
     x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
     out = torch.empty_like(x)
     cx, cout = c_tensor(x, "x"), c_tensor(out, "out")
@@ -102,7 +126,7 @@ def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wei
     stream = ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream) if cuda else None
     error = _lib.error_buffer()
     status = _lib.library().dr_norm_rotary(
-        ctypes.byref(cx), ctypes.byref(cout), weight_ptr, float(eps), ctypes.c_void_p(cos.data_ptr()),
+        ctypes.byref(cx), ctypes.byref(cout), ctypes.byref(options), ctypes.c_void_p(cos.data_ptr()),
         ctypes.c_void_p(sin.data_ptr()), 1 if cuda else 0, stream, error, len(error),
     )
     _lib.check(status, error, what)
@@ -111,7 +135,7 @@ def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wei
 
 @torch.library.custom_op("dynamicrad::rotary", mutates_args=())
 def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return _call_norm_rotary(x, cos, sin, None, 0.0, "rotary")
+    return _call_norm_rotary(x, cos, sin, None, 0.0, "wan", -1, "rotary")
 
 
 @_rotary.register_fake
@@ -127,19 +151,28 @@ def rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
 
 
 @torch.library.custom_op("dynamicrad::norm_rotary", mutates_args=())
-def _norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    return _call_norm_rotary(x, cos, sin, weight, eps, "norm_rotary")  # the library checks eps
+def _norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor,
+                 style: str = "wan", rotated_tokens: int = -1) -> torch.Tensor:
+    return _call_norm_rotary(x, cos, sin, weight, eps, style, rotated_tokens, "norm_rotary")  # the library checks eps
 
 
 @_norm_rotary.register_fake
-def _(x, weight, eps, cos, sin):
+def _(x, weight, eps, cos, sin, style="wan", rotated_tokens=-1):
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
-def norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Wan's Q/K RMSNorm over every token's heads x head_dim values (``torch.nn.RMSNorm`` with
-    ``weight``, ``eps``), then its rotary embedding, in one pass over x [batch, tokens, heads, head_dim].
+def norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor,
+                style: str = "wan", rotated_tokens: int = -1) -> torch.Tensor:
+    """A model's Q/K RMSNorm (``weight``, ``eps``), then its rotary embedding, in one pass over
+    x [batch, tokens, heads, head_dim], with the arithmetic of the model's stock processor:
 
-    The stock arithmetic, except that the norm's sum of squares is taken in double (the stock norm
-    sums in float), so a value can differ from stock's in its last bit; CPU and CUDA give the same bits."""
-    return torch.ops.dynamicrad.norm_rotary(x, weight, eps, cos, sin)
+    - ``style="wan"``: ``torch.nn.RMSNorm`` over every token's heads x head_dim values (weight
+      [heads * head_dim]), then ``dynamicrad.rotary``'s rotation (tables [1, tokens, 1, head_dim]).
+    - ``style="hunyuan_video"``: diffusers' ``RMSNorm`` over each head (weight [head_dim], in x's
+      dtype), then ``apply_rotary_emb`` (tables [tokens, head_dim]). Tokens at or past
+      ``rotated_tokens`` (the text tokens of a joint sequence) are normalised, not rotated; the tables
+      then have ``rotated_tokens`` rows. -1: every token is rotated.
+
+    The norm's sum of squares is taken in double (the stock norms sum in float), so a value can differ
+    from stock's in its last bit; CPU and CUDA give the same bits."""
+    return torch.ops.dynamicrad.norm_rotary(x, weight, eps, cos, sin, style, rotated_tokens)

@@ -3,7 +3,7 @@
 # benchmark (bench/gpu/bench_step.py). Uses the library and programs carried in .device-bin/
 # (scripts/device/build_carry.sh) and diffusers wheels carried in .pywhl/ when the image lacks it.
 #   MODEL=wan|hunyuan|both (default both), CHECKS=0 skips the checks, STOCK_ROTARY_AT=0.85 also times
-#   Wan at that sparsity with the one-pass rotary after the stock norm and with the stock arithmetic,
+#   that sparsity with the stock Q/K arithmetic (and, for Wan, the one-pass rotary after the stock norm),
 #   SPARSITIES=0.85 (default 0.80,0.85,0.90), COMPILE=both also times stock and DynamicRad after compile_repeated_blocks (inductor), PROFILE=1
 #   adds the GPU time of one call of each by kind of kernel (attention, selection, GEMM, the rest).
 #   Results go to $OUT/step/.
@@ -11,13 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-out}
 mkdir -p "$out/step"
-if ls .pywhl/*.whl >/dev/null 2>&1 && ! python3 -c "import diffusers" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .pywhl/*.whl
-  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
-fi
-export DYNAMICRAD_LIBRARY=$PWD/.device-bin/libdynamicrad_c.so
-export PYTHONPATH=$PWD/python${PYTHONPATH:+:$PYTHONPATH}
-export PYTHONUNBUFFERED=1
+source scripts/device/python_env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 if [ "${CHECKS:-1}" != "0" ]; then
   echo "== C++ engine check"

@@ -1,5 +1,6 @@
-"""compute-sanitizer target: the one-pass rotary and norm+rotary kernels on small CUDA tensors of
-every dtype, both vector widths (16-byte rows and pairs) and an unaligned row start.
+"""compute-sanitizer target: the one-pass rotary and norm+rotary kernels (Wan's row norm,
+HunyuanVideo's per-head norm with unrotated text tokens) on small CUDA tensors of every dtype, every
+vector width, short heads (in registers) and long ones (read twice), and an unaligned row start.
 
     compute-sanitizer --tool memcheck python3 scripts/device/rotary_memcheck.py
 """
@@ -15,5 +16,14 @@ for dtype in (torch.bfloat16, torch.float16, torch.float32):
         cos, sin = torch.randn(n, d, device="cuda"), torch.randn(n, d, device="cuda")
         dynamicrad.rotary(x, cos, sin)
         dynamicrad.norm_rotary(x, torch.ones(h * d, device="cuda", dtype=dtype), 1e-6, cos, sin)
+        dynamicrad.norm_rotary(x, torch.ones(d, device="cuda", dtype=dtype), 1e-6, cos[: n - 2], sin[: n - 2],
+                               "hunyuan_video", n - 2)
+    # a head of 1040 values (read twice), a long Wan row (70 x 128)
+    x = torch.randn(1, 5, 2, 1040, device="cuda").to(dtype)
+    cos, sin = torch.randn(5, 1040, device="cuda"), torch.randn(5, 1040, device="cuda")
+    dynamicrad.norm_rotary(x, torch.ones(1040, device="cuda", dtype=dtype), 1e-6, cos, sin, "hunyuan_video")
+    x = torch.randn(1, 5, 70, 128, device="cuda").to(dtype)
+    cos, sin = torch.randn(5, 128, device="cuda"), torch.randn(5, 128, device="cuda")
+    dynamicrad.norm_rotary(x, torch.ones(70 * 128, device="cuda", dtype=dtype), 1e-6, cos, sin)
 torch.cuda.synchronize()
 print("rotary_memcheck: done")

@@ -225,18 +225,33 @@ int dr_engine_mask_png(const dr_engine* engine, int32_t slot, int64_t batch, int
   });
 }
 
-int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const float* norm_weight, double norm_eps,
+int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const dr_norm_rotary_options* options,
                    const float* cos_table, const float* sin_table, int32_t device, void* stream, char* error,
                    size_t error_size) {
   return guarded(error, error_size, [&] {
     if (device != 0 && device != 1) throw dr::Error("device", std::to_string(device) + ": allowed 0 (cpu), 1 (cuda)");
+    dr_norm_rotary_options o{};  // NULL: Wan's rotation of every token
+    o.rotated_tokens = -1;
+    if (options != nullptr) o = *options;
+    const auto code = [](int32_t value, const char* field, const char* allowed) {
+      if (value != 0 && value != 1) throw dr::Error(field, std::to_string(value) + ": allowed " + allowed);
+      return value;
+    };
     dr::RotaryArgs a;
     a.x = const_tensor(x, "x");
     a.out = mutable_tensor(out, "out");
     a.cos = cos_table;
     a.sin = sin_table;
-    a.norm_weight = norm_weight;
-    a.norm_eps = norm_eps;
+    a.pairs = code(o.pairs, "pairs", "0 (shared), 1 (per element)") == 0 ? dr::RotaryPairs::shared
+                                                                           : dr::RotaryPairs::per_element;
+    a.rotated_tokens = o.rotated_tokens;
+    a.norm_weight = o.norm_weight;
+    a.norm_scope = code(o.norm_scope, "norm_scope", "0 (token), 1 (head)") == 0 ? dr::NormScope::token
+                                                                              : dr::NormScope::head;
+    a.norm_weighting = code(o.norm_weighting, "norm_weighting", "0 (in float), 1 (after rounding)") == 0
+                           ? dr::NormWeighting::in_float
+                           : dr::NormWeighting::after_rounding;
+    a.norm_eps = o.norm_eps;
     a.stream = stream;
     dr::apply_rotary(a, device == 1 ? dr::Device::cuda : dr::Device::cpu);
   });

@@ -1,7 +1,12 @@
-// apply_rotary() on the GPU: one CTA per (batch, token) row of heads x head_dim values, 16-byte
-// vectors where the row allows, float arithmetic with explicitly rounded products and sums
-// (__fmul_rn / __fsub_rn / __fadd_rn are never contracted into FMAs). With the RMSNorm, the row's sum
-// of squares is reduced in double first and the row is read again (from L1) to normalise and rotate.
+// apply_rotary() on the GPU, float arithmetic with explicitly rounded products and sums (__fmul_rn /
+// __fsub_rn / __fadd_rn are never contracted into FMAs), vectors as wide as the rows allow.
+//   * Rotation only, or NormScope::token: one CTA per (batch, token) row of heads x head_dim values;
+//     with the norm the row is read twice (the second time mostly from L1).
+//   * NormScope::head: a warp takes several heads of a token at once, one vector a lane each, in
+//     registers, their sums of squares warp reductions; heads longer than a warp's vectors are read
+//     twice.
+// Sums of squares are taken in double in a fixed order: each thread's own values in order, then a
+// shuffle tree, then (a CTA) the warps' partials in order.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -51,92 +56,282 @@ __device__ __forceinline__ void store(T* p, const float (&f)[kVec]) {
   *reinterpret_cast<Pack<T, kVec>*>(p) = pack;
 }
 
-// The row's RMSNorm factor r = float(1 / sqrt(sum x^2 / width + eps)), the sum in double.
-template <class T, int kVec>
-__device__ float norm_factor(const T* row, int width, double eps) {
-  double sum = 0.0;
-  for (int j = threadIdx.x * kVec; j < width; j += kThreads * kVec) {
-    float f[kVec];
-    load<T, kVec>(row + j, f);
+struct Params {
+  const void* x;
+  void* out;
+  const float* cos;  // [rotated, head_dim]
+  const float* sin;
+  const float* weight;  // [heads * head_dim] (token scope) or [head_dim] (head scope); unused without the norm
+  double eps;
+  std::int64_t tokens;
+  std::int64_t rotated;
+  int heads;
+  int head_dim;
+  bool after_rounding;  // NormWeighting::after_rounding
+  bool shared_pairs;    // RotaryPairs::shared
+};
+
+// The cos / sin entries of one token that the kVec values from column d use.
+template <int kVec>
+struct TableSlice {
+  float c[kVec];
+  float s[kVec];
+};
+
+// With shared pairs only cos at even and sin at odd columns are read, and the pair's other entries
+// are copies of them (rotate() then needs no branch).
+template <int kVec>
+__device__ __forceinline__ void load_slice(const Params& p, std::int64_t n, int d, TableSlice<kVec>& t) {
+  const float* c = p.cos + n * p.head_dim + d;
+  const float* s = p.sin + n * p.head_dim + d;
 #pragma unroll
-    for (int k = 0; k < kVec; ++k) sum += static_cast<double>(f[k]) * static_cast<double>(f[k]);
+  for (int k = 0; k < kVec; k += 2) {
+    t.c[k] = c[k];
+    t.s[k + 1] = s[k + 1];
+    t.s[k] = p.shared_pairs ? t.s[k + 1] : s[k];
+    t.c[k + 1] = p.shared_pairs ? t.c[k] : c[k + 1];
   }
+}
+
+// The norm of one value: round(fl(fl(v * r) [rounded] * w)).
+template <class T>
+__device__ __forceinline__ float normalise(float v, float r, float w, bool after_rounding) {
+  float scaled = __fmul_rn(v, r);
+  if (after_rounding) scaled = to_float(from_float<T>(scaled));
+  return to_float(from_float<T>(__fmul_rn(scaled, w)));
+}
+
+// The rotation of kVec values (pairs) with their table entries (rotary.h: out[2i] uses c0 = c[2i],
+// s0 = s[2i]; out[2i + 1] uses c1 = c[2i + 1], s1 = s[2i + 1]; load_slice() fills shared pairs).
+template <int kVec>
+__device__ __forceinline__ void rotate(float (&f)[kVec], const TableSlice<kVec>& t) {
+#pragma unroll
+  for (int k = 0; k < kVec; k += 2) {
+    const float even = f[k], odd = f[k + 1];
+    f[k] = __fsub_rn(__fmul_rn(even, t.c[k]), __fmul_rn(odd, t.s[k]));
+    f[k + 1] = __fadd_rn(__fmul_rn(even, t.s[k + 1]), __fmul_rn(odd, t.c[k + 1]));
+  }
+}
+
+__device__ __forceinline__ double warp_sum(double sum) {
 #pragma unroll
   for (int offset = 16; offset > 0; offset /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, offset);
-  __shared__ double partial[kThreads / 32];
-  __shared__ float factor;
+  return sum;
+}
+
+// The CTA's double sum in its fixed order (warp trees, then the warps in order); every thread gets it.
+__device__ double block_sum(double sum) {
+  __shared__ double partial[32];
+  __shared__ double total;
+  sum = warp_sum(sum);
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
   __syncthreads();
   if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
-    factor = static_cast<float>(1.0 / sqrt(total / static_cast<double>(width) + eps));
+    double t = 0.0;
+    for (int w = 0; w < static_cast<int>(blockDim.x / 32); ++w) t += partial[w];
+    total = t;
   }
   __syncthreads();
-  return factor;
+  return total;
 }
 
+__device__ __forceinline__ float factor(double sum, int count, double eps) {
+  return static_cast<float>(1.0 / sqrt(sum / static_cast<double>(count) + eps));
+}
+
+// Rotation only, or the norm over a token's row: one CTA of kThreads per row, one vector a thread at a
+// time; with the norm the row is read twice, the second time mostly from L1. (A variant that kept the
+// row in registers, at fewer CTAs an SM, was no faster inside the Wan step: BENCHMARKS.md.)
 template <class T, bool kNorm, int kVec>
-__global__ void __launch_bounds__(kThreads)
-    rotary_kernel(const T* __restrict__ x, T* __restrict__ out, const float* __restrict__ cos_table,
-                  const float* __restrict__ sin_table, const float* __restrict__ weight, double eps,
-                  std::int64_t tokens, int heads, int head_dim) {
+__global__ void __launch_bounds__(kThreads) rotary_row_kernel(const __grid_constant__ Params p) {
   const std::int64_t row = blockIdx.x;  // batch * tokens + token
-  const std::int64_t n = row % tokens;
-  const int width = heads * head_dim;
-  const T* x_row = x + row * width;
-  T* out_row = out + row * width;
-  const float* c_row = cos_table + n * head_dim;
-  const float* s_row = sin_table + n * head_dim;
+  const std::int64_t n = row % p.tokens;
+  const int width = p.heads * p.head_dim;
+  const T* x_row = static_cast<const T*>(p.x) + row * width;
+  T* out_row = static_cast<T*>(p.out) + row * width;
+  constexpr int kStride = kThreads * kVec;
   float r = 1.0f;
-  if constexpr (kNorm) r = norm_factor<T, kVec>(x_row, width, eps);
-  for (int j = threadIdx.x * kVec; j < width; j += kThreads * kVec) {
+  if constexpr (kNorm) {
+    double sum = 0.0;
+    for (int j = threadIdx.x * kVec; j < width; j += kStride) {
+      float f[kVec];
+      load<T, kVec>(x_row + j, f);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) sum += static_cast<double>(f[k]) * static_cast<double>(f[k]);
+    }
+    r = factor(block_sum(sum), width, p.eps);
+  }
+  for (int j = threadIdx.x * kVec; j < width; j += kStride) {
     float f[kVec];
     load<T, kVec>(x_row + j, f);
     if constexpr (kNorm) {
 #pragma unroll
-      for (int k = 0; k < kVec; ++k) f[k] = to_float(from_float<T>(__fmul_rn(__fmul_rn(f[k], r), weight[j + k])));
+      for (int k = 0; k < kVec; ++k) f[k] = normalise<T>(f[k], r, p.weight[j + k], p.after_rounding);
     }
-    const int d = j % head_dim;  // kVec divides head_dim: a vector never straddles two heads
-    float o[kVec];
-#pragma unroll
-    for (int k = 0; k < kVec; k += 2) {
-      const float c = c_row[d + k];
-      const float s = s_row[d + k + 1];
-      o[k] = __fsub_rn(__fmul_rn(f[k], c), __fmul_rn(f[k + 1], s));
-      o[k + 1] = __fadd_rn(__fmul_rn(f[k], s), __fmul_rn(f[k + 1], c));
+    if (n < p.rotated) {
+      TableSlice<kVec> t;
+      load_slice(p, n, j % p.head_dim, t);  // kVec divides head_dim: a vector never straddles two heads
+      rotate(f, t);
     }
-    store<T, kVec>(out_row + j, o);
+    store<T, kVec>(out_row + j, f);
   }
+}
+
+// Heads a warp of rotary_heads_kernel normalises at once (one vector a lane each, in registers).
+constexpr int kWarpHeads = 8;
+
+// NormScope::head with short heads (head_dim <= 32 * kVec): one vector a lane holds a head, and a
+// warp normalises kWarpHeads heads of one token at once. CTA (row, y) has blockDim.x / 32 warps; warp
+// w takes heads from (y * warps + w) * kWarpHeads. As above, every load is issued before the first
+// use (heads past the last clamped to it); the token's table slice and the weights are loaded once.
+template <class T, int kVec>
+__global__ void __launch_bounds__(kThreads) rotary_heads_kernel(const __grid_constant__ Params p) {
+  const int warps = static_cast<int>(blockDim.x / 32);
+  const int h0 = (static_cast<int>(blockIdx.y) * warps + static_cast<int>(threadIdx.x / 32)) * kWarpHeads;
+  if (h0 >= p.heads) return;  // the whole warp
+  const std::int64_t row = blockIdx.x;
+  const std::int64_t n = row % p.tokens;
+  const int d = (threadIdx.x % 32) * kVec;
+  const bool lane_active = d < p.head_dim;
+  const int dc = lane_active ? d : 0;
+  const T* x_row = static_cast<const T*>(p.x) + row * p.heads * p.head_dim;
+  float f[kWarpHeads][kVec];
+#pragma unroll
+  for (int v = 0; v < kWarpHeads; ++v) {
+    load<T, kVec>(x_row + static_cast<std::int64_t>(min(h0 + v, p.heads - 1)) * p.head_dim + dc, f[v]);
+  }
+  float w[kVec];
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) w[k] = p.weight[dc + k];
+  const bool rotated = n < p.rotated;
+  TableSlice<kVec> t;
+  if (rotated) load_slice(p, n, dc, t);
+  double sum[kWarpHeads];
+#pragma unroll
+  for (int v = 0; v < kWarpHeads; ++v) {
+    sum[v] = 0.0;
+    if (lane_active) {
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) sum[v] += static_cast<double>(f[v][k]) * static_cast<double>(f[v][k]);
+    }
+    sum[v] = warp_sum(sum[v]);
+  }
+  if (!lane_active) return;
+  T* out_row = static_cast<T*>(p.out) + row * p.heads * p.head_dim;
+#pragma unroll
+  for (int v = 0; v < kWarpHeads; ++v) {
+    if (h0 + v >= p.heads) break;
+    const float r = factor(sum[v], p.head_dim, p.eps);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) f[v][k] = normalise<T>(f[v][k], r, w[k], p.after_rounding);
+    if (rotated) rotate(f[v], t);
+    store<T, kVec>(out_row + static_cast<std::int64_t>(h0 + v) * p.head_dim + d, f[v]);
+  }
+}
+
+// NormScope::head with long heads (head_dim > 32 * kVec): one warp per (row, head), kThreads / 32
+// heads a CTA, the head read twice (the second time from L1).
+template <class T, int kVec>
+__global__ void __launch_bounds__(kThreads) rotary_head_kernel(const __grid_constant__ Params p,
+                                                                std::int64_t heads_total) {
+  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
+  if (item >= heads_total) return;  // the whole warp
+  const std::int64_t n = (item / p.heads) % p.tokens;
+  const T* x_head = static_cast<const T*>(p.x) + item * p.head_dim;
+  T* out_head = static_cast<T*>(p.out) + item * p.head_dim;
+  constexpr int kStride = 32 * kVec;
+  double sum = 0.0;
+  for (int d = (threadIdx.x % 32) * kVec; d < p.head_dim; d += kStride) {
+    float f[kVec];
+    load<T, kVec>(x_head + d, f);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) sum += static_cast<double>(f[k]) * static_cast<double>(f[k]);
+  }
+  const float r = factor(warp_sum(sum), p.head_dim, p.eps);
+  for (int d = (threadIdx.x % 32) * kVec; d < p.head_dim; d += kStride) {
+    float f[kVec];
+    load<T, kVec>(x_head + d, f);
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) f[k] = normalise<T>(f[k], r, p.weight[d + k], p.after_rounding);
+    if (n < p.rotated) {
+      TableSlice<kVec> t;
+      load_slice(p, n, d, t);
+      rotate(f, t);
+    }
+    store<T, kVec>(out_head + d, f);
+  }
+}
+
+Params make_params(const RotaryArgs& a) {
+  const Shape& s = a.x.shape;
+  Params p;
+  p.x = a.x.data;
+  p.out = a.out.data;
+  p.cos = a.cos;
+  p.sin = a.sin;
+  p.weight = a.norm_weight;
+  p.eps = a.norm_eps;
+  p.tokens = s.tokens;
+  p.rotated = a.rotated_tokens < 0 ? s.tokens : a.rotated_tokens;
+  p.heads = static_cast<int>(s.heads);
+  p.head_dim = static_cast<int>(s.head_dim);
+  p.after_rounding = a.norm_weighting == NormWeighting::after_rounding;
+  p.shared_pairs = a.pairs == RotaryPairs::shared;
+  return p;
 }
 
 template <class T, bool kNorm, int kVec>
-void launch_with(const RotaryArgs& a) {
-  const Shape& s = a.x.shape;
-  rotary_kernel<T, kNorm, kVec><<<static_cast<unsigned>(s.batch * s.tokens), kThreads, 0,
-                                  static_cast<cudaStream_t>(a.stream)>>>(
-      static_cast<const T*>(a.x.data), static_cast<T*>(a.out.data), a.cos, a.sin, a.norm_weight, a.norm_eps, s.tokens,
-      static_cast<int>(s.heads), static_cast<int>(s.head_dim));
-  cuda::check_cuda(cudaGetLastError(), "rotary_kernel launch");
+void launch_row(const RotaryArgs& a) {
+  const unsigned rows = static_cast<unsigned>(a.x.shape.batch * a.x.shape.tokens);
+  rotary_row_kernel<T, kNorm, kVec><<<rows, kThreads, 0, static_cast<cudaStream_t>(a.stream)>>>(make_params(a));
+  cuda::check_cuda(cudaGetLastError(), "rotary_row_kernel launch");
 }
 
-template <class T, bool kNorm>
-void launch(const RotaryArgs& a) {
-  constexpr int kWide = 16 / static_cast<int>(sizeof(T));
-  const auto aligned = [](const void* p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
-  if (a.x.shape.head_dim % kWide == 0 && aligned(a.x.data) && aligned(a.out.data)) {
-    launch_with<T, kNorm, kWide>(a);
-  } else {
-    launch_with<T, kNorm, 2>(a);
+template <class T, int kVec>
+void launch_head(const RotaryArgs& a) {
+  const Params p = make_params(a);
+  const std::int64_t rows = a.x.shape.batch * a.x.shape.tokens;
+  const auto stream = static_cast<cudaStream_t>(a.stream);
+  if (p.head_dim <= 32 * kVec) {
+    const int warps_needed = (p.heads + kWarpHeads - 1) / kWarpHeads;
+    const int warps = warps_needed < kThreads / 32 ? warps_needed : kThreads / 32;
+    const dim3 grid(static_cast<unsigned>(rows), static_cast<unsigned>((warps_needed + warps - 1) / warps));
+    rotary_heads_kernel<T, kVec><<<grid, 32 * warps, 0, stream>>>(p);
+    cuda::check_cuda(cudaGetLastError(), "rotary_heads_kernel launch");
+    return;
   }
+  const std::int64_t heads_total = rows * p.heads;
+  const unsigned grid = static_cast<unsigned>((heads_total + kThreads / 32 - 1) / (kThreads / 32));
+  rotary_head_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(p, heads_total);
+  cuda::check_cuda(cudaGetLastError(), "rotary_head_kernel launch");
 }
 
+bool aligned(const void* ptr, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(ptr) % bytes == 0; }
+
+// Whether kVec-element vectors fit: kVec divides head_dim and both pointers are aligned to a vector.
+template <class T, int kVec>
+bool vectors_fit(const RotaryArgs& a) {
+  return a.x.shape.head_dim % kVec == 0 && aligned(a.x.data, kVec * sizeof(T)) && aligned(a.out.data, kVec * sizeof(T));
+}
+
+// The widest vectors that head_dim and both pointers allow, else pairs: 16 bytes on the row kernel;
+// 4 values on the head kernels, so that a 128-value head is one vector a lane.
 template <class T>
 void launch(const RotaryArgs& a) {
+  if (a.norm_weight != nullptr && a.norm_scope == NormScope::head) {
+    if (vectors_fit<T, 4>(a)) {
+      launch_head<T, 4>(a);
+    } else {
+      launch_head<T, 2>(a);
+    }
+    return;
+  }
+  constexpr int kWide = 16 / static_cast<int>(sizeof(T));
+  const bool wide = vectors_fit<T, kWide>(a);
   if (a.norm_weight != nullptr) {
-    launch<T, true>(a);
+    if (wide) launch_row<T, true, kWide>(a); else launch_row<T, true, 2>(a);
   } else {
-    launch<T, false>(a);
+    if (wide) launch_row<T, false, kWide>(a); else launch_row<T, false, 2>(a);
   }
 }
 

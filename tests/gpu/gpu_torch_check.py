@@ -4,8 +4,10 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
   1. The CUDA engine against the CPU engine on the same bf16 inputs: identical layouts, outputs
      within bf16 tolerance, for both modes, batch 1 and 2, block 128 and 64, a text suffix.
   2. The torch operator on CUDA under torch.compile(fullgraph=True) equals eager.
-  3. The one-pass rotary embedding on CUDA: the stock processor's bits; with the Q/K norm, the CPU's
-     bits and the stock norm's values within rounding.
+  3. The one-pass rotary embedding on CUDA: the stock processor's bits; with the Q/K norm (Wan's
+     over all heads, HunyuanVideo's over each head with text tokens left unrotated), the CPU's bits
+     and the stock norm's values within rounding, on every kernel path (heads in registers or re-read,
+     16-byte / 8-byte / pair vectors, an unaligned start).
   4. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
   5. The same transformer compiled by inductor (compile_repeated_blocks(fullgraph=True)) over dense
      warm-up and sparse steps: eager's outputs within bf16 rounding, one graph for every step.
@@ -105,6 +107,40 @@ def rotary_bits() -> None:
                   f"norm_rotary {shape} +{offset} ({dtype}) vs the stock norm and rotary: rel {rel(out, stock):.1e}")
 
 
+def hunyuan_rotary_bits() -> None:
+    from diffusers.models.embeddings import apply_rotary_emb
+    from diffusers.models.normalization import RMSNorm
+
+    # head_dim 128: one 4-value vector a lane; 6: pairs; 1040: the head re-read (over 32 x 4 x 8
+    # values); an offset of 2 elements breaks the vector alignment.
+    cases = (((2, 1031, 5, 128), 1000, 0), ((1, 77, 3, 6), 70, 0), ((1, 9, 2, 1040), 5, 0), ((1, 33, 2, 128), 33, 2))
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        for shape, video, offset in cases:
+            b, n, h, d = shape
+            flat = (torch.randn(b * n * h * d + offset, device="cuda") * 3).to(dtype)
+            x = flat[offset:].view(shape)
+            weight = (1 + 0.3 * torch.randn(d, device="cuda")).to(dtype)
+            cos, sin = torch.randn(video, d, device="cuda"), torch.randn(video, d, device="cuda")
+            out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "hunyuan_video", video)
+            cpu = dynamicrad.norm_rotary(x.cpu(), weight.cpu(), 1e-6, cos.cpu(), sin.cpu(), "hunyuan_video", video)
+            name = f"norm_rotary hunyuan_video {shape} video {video} +{offset} ({dtype})"
+            check(torch.equal(out.cpu(), cpu), f"{name}: CUDA == CPU bits")
+            norm = RMSNorm(d, eps=1e-6).to("cuda", dtype)
+            with torch.no_grad():
+                norm.weight.copy_(weight)
+                normed = norm(x)
+            stock = torch.cat([apply_rotary_emb(normed[:, :video], (cos, sin), sequence_dim=1), normed[:, video:]], 1)
+            e = rel(out, stock)
+            check(e < (2e-3 if dtype != torch.float32 else 1e-6), f"{name} vs the stock norm and rotary: rel {e:.1e}")
+    # Wan's norm over a long row (70 x 128 values)
+    x = (torch.randn(1, 40, 70, 128, device="cuda") * 3).to(torch.bfloat16)
+    weight = (1 + 0.3 * torch.randn(70 * 128, device="cuda")).to(torch.bfloat16)
+    cos, sin = torch.randn(1, 40, 1, 128, device="cuda"), torch.randn(1, 40, 1, 128, device="cuda")
+    out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin)
+    check(torch.equal(out.cpu(), dynamicrad.norm_rotary(x.cpu(), weight.cpu(), 1e-6, cos.cpu(), sin.cpu())),
+          "norm_rotary wan, a long row (70 x 128 values): CUDA == CPU bits")
+
+
 def small_wan(heads: int, channels: int, text_dim: int, layers: int):
     """A random bf16 Wan transformer on the GPU with head_dim 128 (seed 0)."""
     from diffusers import WanTransformer3DModel
@@ -176,6 +212,7 @@ def main() -> int:
     engine_vs_cpu()
     compiled_op()
     rotary_bits()
+    hunyuan_rotary_bits()
     wan_density_one()
     wan_compiled_steps()
     print(f"{len(failures)} failure(s)")

@@ -202,15 +202,47 @@ def test_refresh_interval_with_padded_prompts(make_hunyuan, hunyuan_inputs):
     assert torch.equal(outs["a"][2], outs["b"][2])
 
 
-def test_warmup_and_steps(make_hunyuan, hunyuan_inputs):
+@pytest.mark.parametrize("fused_norm", [False, True])
+def test_warmup_and_steps(make_hunyuan, hunyuan_inputs, helpers, fused_norm):
+    """Warm-up steps run the stock attention: the stock bits, or with the one-pass Q/K norm (whose
+    sum of squares rounds differently) within float rounding of them."""
     model = make_hunyuan()
     x = hunyuan_inputs()
     stock = {t: _forward(model, {**x, "timestep": torch.full((2,), float(t))}) for t in (900, 800)}
-    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1)
-    assert torch.equal(_forward(model, {**x, "timestep": torch.full((2,), 900.0)}), stock[900])
+    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1, fused_norm=fused_norm)
+    out = _forward(model, {**x, "timestep": torch.full((2,), 900.0)})
+    if fused_norm:
+        assert helpers.rel_err(out, stock[900]) <= 1e-6
+    else:
+        assert torch.equal(out, stock[900])
     assert all(r.dense for r in state.report())
     out = _forward(model, {**x, "timestep": torch.full((2,), 800.0)})
-    assert state.step == 1 and not torch.equal(out, stock[800])
+    assert state.step == 1 and helpers.rel_err(out, stock[800]) > 1e-4
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fused_norm_runs_and_stays_within_rounding(make_hunyuan, hunyuan_inputs, helpers, dtype):
+    """fused_norm (the default) runs norm_q / norm_k and the rotary embedding of the video tokens in
+    one pass (``norm_rotary``, style "hunyuan_video"): the norm modules are not called (the text
+    tokens' norm_added_q / norm_added_k of the dual-stream blocks still are), and the output is the
+    stock arithmetic's up to the rounding of the norm's factor."""
+    x = {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v
+         for k, v in hunyuan_inputs(lengths=(12, 7)).items()}
+    outs, calls = [], []
+    for fused_norm in (True, False):
+        model = make_hunyuan().to(dtype)
+        count = {"q": 0, "added_q": 0}
+        for block in list(model.transformer_blocks) + list(model.single_transformer_blocks):
+            block.attn.norm_q.register_forward_hook(lambda *a, c=count: c.__setitem__("q", c["q"] + 1))
+            if block.attn.norm_added_q is not None:
+                block.attn.norm_added_q.register_forward_hook(
+                    lambda *a, c=count: c.__setitem__("added_q", c["added_q"] + 1))
+        dynamicrad.enable(model, **SPARSE, fused_norm=fused_norm)
+        outs.append(_forward(model, x).float())
+        calls.append(count)
+    assert calls == [{"q": 0, "added_q": 2}, {"q": 4, "added_q": 2}]
+    # float32: the norm's factor in its last bit; bfloat16: that flips a few roundings of Q and K
+    assert helpers.rel_err(outs[0], outs[1]) <= (1e-6 if dtype == torch.float32 else 1e-2)
 
 
 def test_latents_not_divisible_by_patch(make_hunyuan, hunyuan_inputs):

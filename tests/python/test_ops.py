@@ -512,6 +512,76 @@ def test_norm_rotary_normalises_over_all_heads_and_rotates_like_rotary():
     torch.testing.assert_close(out, dynamicrad.rotary((x.double() / rms).float(), cos, sin), rtol=1e-5, atol=1e-6)
 
 
+def _stock_hunyuan_norm_rotary(x, weight, eps, cos, sin, rotated):
+    """What diffusers' HunyuanVideo processor does: its RMSNorm over each head, then apply_rotary_emb
+    on the first ``rotated`` tokens (the video tokens of a joint sequence)."""
+    from diffusers.models.embeddings import apply_rotary_emb
+    from diffusers.models.normalization import RMSNorm
+
+    norm = RMSNorm(x.shape[-1], eps=eps).to(weight.dtype)
+    with torch.no_grad():
+        norm.weight.copy_(weight)
+        normed = norm(x)
+    return torch.cat([apply_rotary_emb(normed[:, :rotated], (cos, sin), sequence_dim=1), normed[:, rotated:]], 1)
+
+
+def _hunyuan_inputs(dtype, shape, rotated, seed=13):
+    g = torch.Generator().manual_seed(seed)
+    b, n, h, d = shape
+    x = (3 * torch.randn(shape, generator=g)).to(dtype)
+    weight = (1 + 0.3 * torch.randn(d, generator=g)).to(dtype)
+    # HunyuanVideo's tables repeat every entry for the pair; random ones check each output's own entry
+    cos, sin = torch.randn(rotated, d, generator=g), torch.randn(rotated, d, generator=g)
+    return x, weight, cos, sin
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_norm_rotary_hunyuan_video_is_the_stock_arithmetic_up_to_the_sum_of_squares(dtype):
+    shape, rotated = (2, 40, 3, 16), 33  # 7 text tokens: normalised, not rotated
+    x, weight, cos, sin = _hunyuan_inputs(dtype, shape, rotated)
+    out = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, style="hunyuan_video", rotated_tokens=rotated)
+    ref = _stock_hunyuan_norm_rotary(x, weight, 1e-6, cos, sin, rotated)
+    assert out.dtype == ref.dtype == dtype
+    if dtype == torch.float32:
+        torch.testing.assert_close(out, ref, rtol=2e-6, atol=2e-6)
+    else:
+        # the norm's factor may differ in its last bit, which flips few 16-bit roundings
+        assert (out == ref).float().mean() > 0.98
+        assert ((out.float() - ref.float()).norm() / ref.float().norm()) < 2e-3
+    # every token rotated (the dual-stream blocks' video-only Q and K)
+    out = dynamicrad.norm_rotary(x[:, :rotated], weight, 1e-6, cos, sin, style="hunyuan_video")
+    ref = _stock_hunyuan_norm_rotary(x[:, :rotated], weight, 1e-6, cos, sin, rotated)
+    assert ((out.float() - ref.float()).norm() / ref.float().norm()) < 2e-3
+
+
+def test_norm_rotary_hunyuan_video_normalises_each_head_and_leaves_text_unrotated():
+    x, _, cos, sin = _hunyuan_inputs(torch.float32, (1, 6, 4, 8), 4)
+    out = dynamicrad.norm_rotary(x, torch.ones(8), 0.0, cos, sin, style="hunyuan_video", rotated_tokens=4)
+    normed = (x.double() / x.double().pow(2).mean(dim=3, keepdim=True).sqrt()).float()
+    torch.testing.assert_close(out[:, 4:], normed[:, 4:], rtol=1e-6, atol=1e-6)
+    from diffusers.models.embeddings import apply_rotary_emb
+
+    torch.testing.assert_close(out[:, :4], apply_rotary_emb(normed[:, :4], (cos, sin), sequence_dim=1),
+                               rtol=1e-5, atol=1e-5)
+    torch.library.opcheck(torch.ops.dynamicrad.norm_rotary.default,
+                          (x, torch.ones(8), 1e-6, cos, sin, "hunyuan_video", 4))
+
+
+def test_norm_rotary_hunyuan_video_errors():
+    x, weight, cos, sin = _hunyuan_inputs(torch.bfloat16, (1, 6, 2, 8), 4)
+    with pytest.raises(ValueError, match="weight: expected head_dim = 8"):
+        dynamicrad.norm_rotary(x, torch.ones(16, dtype=x.dtype), 1e-6, cos, sin, "hunyuan_video", 4)
+    with pytest.raises(ValueError, match="weight: dtype torch.float32 must be x's torch.bfloat16"):
+        dynamicrad.norm_rotary(x, weight.float(), 1e-6, cos, sin, "hunyuan_video", 4)
+    with pytest.raises(ValueError, match=r"cos, sin: expected 6 x 8 values \(rotated tokens x head_dim\)"):
+        dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "hunyuan_video", -1)
+    for rotated in (-2, 7):
+        with pytest.raises(ValueError, match=r"rotated_tokens: .*allowed -1 \(all\) or \[0, 6\]"):
+            dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated)
+    with pytest.raises(ValueError, match="style: 'flux'; allowed: 'wan', 'hunyuan_video'"):
+        dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "flux", 4)
+
+
 def test_norm_rotary_opcheck_and_errors():
     x, weight, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 9, 2, 8))
     torch.library.opcheck(torch.ops.dynamicrad.norm_rotary.default, (x, weight, 1e-6, cos, sin))

@@ -12,7 +12,9 @@ from typing import Optional
 
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
+from diffusers.models.normalization import RMSNorm
 
+from ..ops import norm_rotary
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
 from .dispatch import layer_attention
@@ -27,8 +29,9 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 
 
 class HunyuanVideoAttentionProcessor(LayerProcessor):
-    """Stock projections, norms and rotary embedding; DynamicRad block-sparse joint attention (the
-    stock attention, with its padding mask, in warm-up steps and dense layers)."""
+    """Stock projections; norm_q / norm_k and the rotary embedding in one pass (``norm_rotary``, or
+    the stock arithmetic); DynamicRad block-sparse joint attention (the stock attention, with its
+    padding mask, in warm-up steps and dense layers)."""
 
     def __call__(
         self,
@@ -45,15 +48,21 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
         query = _heads(attn.to_q(joint), attn.heads)
         key = _heads(attn.to_k(joint), attn.heads)
         value = _heads(attn.to_v(joint), attn.heads)
-        if attn.norm_q is not None:
-            query = attn.norm_q(query)
-        if attn.norm_k is not None:
-            key = attn.norm_k(key)
-        if image_rotary_emb is not None:
-            if single_stream and text:
-                query = torch.cat([apply_rotary_emb(query[:, :-text], image_rotary_emb, sequence_dim=1), query[:, -text:]], 1)
-                key = torch.cat([apply_rotary_emb(key[:, :-text], image_rotary_emb, sequence_dim=1), key[:, -text:]], 1)
-            else:
+        video = query.shape[1] - text if single_stream else query.shape[1]  # tokens that get the rotary
+        if image_rotary_emb is not None and self._one_pass(attn, query, image_rotary_emb, video):
+            freqs_cos, freqs_sin = image_rotary_emb
+            query = norm_rotary(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
+            key = norm_rotary(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
+        else:  # the stock arithmetic (inline: a helper's arguments would keep the projections alive)
+            if attn.norm_q is not None:
+                query = attn.norm_q(query)
+            if attn.norm_k is not None:
+                key = attn.norm_k(key)
+            if image_rotary_emb is not None and video < query.shape[1]:
+                query = torch.cat([apply_rotary_emb(query[:, :video], image_rotary_emb, sequence_dim=1),
+                                   query[:, video:]], 1)
+                key = torch.cat([apply_rotary_emb(key[:, :video], image_rotary_emb, sequence_dim=1), key[:, video:]], 1)
+            elif image_rotary_emb is not None:
                 query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
                 key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         if not single_stream and text:
@@ -78,6 +87,24 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
         if getattr(attn, "to_add_out", None) is not None:
             text_out = attn.to_add_out(text_out)
         return out, text_out
+
+    def _one_pass(self, attn, query: torch.Tensor, rotary_emb: tuple, video: int) -> bool:
+        """Whether norm_q / norm_k and the rotary embedding can run as one pass (``norm_rotary``):
+        HunyuanVideo's own norms and float32 [video tokens, head_dim] tables."""
+        if not (self.fused_rotary and self.fused_norm):
+            return False
+        table = (video, query.shape[3])
+        return (query.dtype in (torch.float32, torch.float16, torch.bfloat16)
+                and _fusable_norm(attn.norm_q, query) and _fusable_norm(attn.norm_k, query)
+                and len(rotary_emb) == 2
+                and all(t.dtype == torch.float32 and tuple(t.shape) == table and t.device == query.device
+                        for t in rotary_emb))
+
+
+def _fusable_norm(norm, query: torch.Tensor) -> bool:
+    """HunyuanVideo's qk_norm "rms_norm": diffusers' RMSNorm over each head, weighted, in Q's dtype."""
+    return (type(norm) is RMSNorm and norm.weight is not None and getattr(norm, "bias", None) is None
+            and norm.weight.dtype == query.dtype and tuple(norm.weight.shape) == (query.shape[3],))
 
 
 def grouped_attention(state: DynamicRadState, layer: int, query, key, value, text: int) -> torch.Tensor:

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# On a GPU machine: every correctness check of the CUDA code, then the one-pass Q/K kernel's timing.
+#   1. gpu_mask_check.sh: the GPU mask builder against the CPU engine, and under memcheck;
+#   2. gpu_engine_test: the CUDA engine against the CPU engine and the oracle;
+#   3. tests/gpu/gpu_torch_check.py: the torch layer on CUDA (operators, rotary bits, small models);
+#   4. compute-sanitizer memcheck of the rotary kernels (scripts/device/rotary_memcheck.py);
+#   5. bench/gpu/bench_rotary.py: norm + rotary at full Wan / HunyuanVideo shapes against stock.
+# Uses .device-bin/ (scripts/device/build_carry.sh) and the diffusers wheels in .pywhl/ when the image
+# lacks diffusers. Results go to $OUT/checks/. Exits non-zero when a check fails.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${OUT:-out}/checks
+mkdir -p "$out"
+source scripts/device/python_env.sh
+status=0
+echo "== mask builder"
+OUT=$out scripts/device/gpu_mask_check.sh > "$out/mask.txt" 2>&1 || status=1
+tail -6 "$out/mask.txt"
+echo "== engine"
+.device-bin/gpu_engine_test > "$out/gpu_engine_test.txt" 2>&1 || status=1
+tail -3 "$out/gpu_engine_test.txt"
+echo "== torch layer"
+python3 tests/gpu/gpu_torch_check.py > "$out/gpu_torch_check.txt" 2>&1 || status=1
+grep -c "^ok" "$out/gpu_torch_check.txt" || true
+grep -v "^ok" "$out/gpu_torch_check.txt" | tail -8
+echo "== rotary memcheck"
+if compute-sanitizer --tool memcheck --error-exitcode 3 python3 scripts/device/rotary_memcheck.py \
+    > "$out/rotary_memcheck.txt" 2>&1; then echo "clean"; else status=1; tail -20 "$out/rotary_memcheck.txt"; fi
+echo "== norm + rotary timing"
+python3 bench/gpu/bench_rotary.py 2>&1 | tee "$out/bench_rotary.txt" || status=1
+exit $status
