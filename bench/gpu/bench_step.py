@@ -79,8 +79,9 @@ def random_init(model: torch.nn.Module, device: str) -> None:
                 p.fill_(1.0)
 
 
-def build(model_name: str, tiny: bool, device: str) -> tuple:
-    """The transformer (bf16, random weights, on `device`) and the keyword inputs of one call."""
+def build(model_name: str, tiny: bool, device: str, layers=None) -> tuple:
+    """The transformer (bf16, random weights, on `device`) and the keyword inputs of one call;
+    ``layers``: keep that many blocks of each kind (a quick check, not the model's step)."""
     from diffusers import HunyuanVideoTransformer3DModel, WanTransformer3DModel
 
     if model_name == "wan":
@@ -91,6 +92,8 @@ def build(model_name: str, tiny: bool, device: str) -> tuple:
         latents = (1, 16, 33, 90, 160)  # 720p x 129 frames
     if tiny:
         latents = (1, 4, 5, 32, 32)
+    if layers is not None:
+        config = dict(config, num_layers=layers, **({} if model_name == "wan" else {"num_single_layers": layers}))
     text_dim = config.get("text_dim", config.get("text_embed_dim"))
     with torch.device("meta"):
         model = cls(**config)
@@ -212,9 +215,9 @@ def profiled(model, inputs, enabled: bool):
 
 
 def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
-        compile_mode: str = "none", profile: bool = False) -> dict:
+        compile_mode: str = "none", profile: bool = False, layers=None) -> dict:
     t0 = time.time()
-    model, inputs, n_params = build(model_name, tiny, device)
+    model, inputs, n_params = build(model_name, tiny, device, layers)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
     result = {"model": model_name, "parameters": n_params,
               "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
@@ -346,6 +349,8 @@ def main() -> int:
                         "arithmetic (fused_rotary=False) and, for Wan, with the one-pass rotary after the stock "
                         "norm (fused_norm=False), to separate the gains")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
+    parser.add_argument("--layers", type=int, help="keep this many blocks of each kind: a quick check of "
+                        "memory and errors at full width and length (the step times are not the model's)")
     parser.add_argument("--compile", choices=["none", "regional", "both"], default="none",
                         help="regional: time after compile_repeated_blocks(fullgraph=True); both: eager, then "
                              "compiled, on the same model")
@@ -360,6 +365,8 @@ def main() -> int:
         parser.error(f"--sparsities {args.sparsities!r}: every value must be in (0, 1)")
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
+    if args.layers is not None and args.layers < 2:
+        parser.error("--layers must be >= 2 (the first layer stays dense)")
     if args.device == "cpu" and not args.tiny:
         parser.error("--device cpu needs --tiny (the full-size models are for the GPU)")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -369,7 +376,7 @@ def main() -> int:
     if args.profile and args.device != "cuda":
         parser.error("--profile needs --device cuda (it sums GPU kernel times)")
     results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
-                   args.profile) for m in models]
+                   args.profile, args.layers) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)
