@@ -47,17 +47,15 @@ Inputs make_inputs(dr_test::Rng& rng, const Case& c) {
   return in;
 }
 
-// apply_rotary() on the CPU with the norm (norm_weight given) or without.
-dr::HostTensor run(const Inputs& in, const float* norm_weight, double eps) {
+// apply_rotary() on the CPU over `in` (x and the tables) with the norm and rotation options of `a`;
+// the output starts poisoned.
+dr::HostTensor run(const Inputs& in, dr::RotaryArgs a) {
   dr::HostTensor out(in.x.dtype(), in.x.shape());
   dr_test::fill(out, 12345.0f);
-  dr::RotaryArgs a;
   a.x = in.x.view();
   a.out = out.mutable_view();
   a.cos = in.cos.data();
   a.sin = in.sin.data();
-  a.norm_weight = norm_weight;
-  a.norm_eps = eps;
   a.threads = 3;
   dr::apply_rotary(a, dr::Device::cpu);
   return out;
@@ -95,7 +93,7 @@ TEST(Rotary, MatchesTheStockArithmeticBitForBit) {
                         Case{dr::DType::bf16, dr_test::make_shape(1, 37, 2, 64)},
                         Case{dr::DType::f16, dr_test::make_shape(3, 5, 1, 2)}}) {
     const Inputs in = make_inputs(rng, c);
-    const dr::HostTensor out = run(in, nullptr, 0.0);
+    const dr::HostTensor out = run(in, dr::RotaryArgs{});
     expect_stock_rotation(in, out, [&](std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t i) {
       return in.x.get(in.x.index(b, n, h, i));
     });
@@ -111,7 +109,10 @@ TEST(Rotary, NormThenRotateFollowsTheFormulaBitForBit) {
     const std::int64_t width = s.heads * s.head_dim;
     const Inputs in = make_inputs(rng, c);
     const double eps = 1e-6;
-    const dr::HostTensor out = run(in, in.weight.data(), eps);
+    dr::RotaryArgs norm;
+    norm.norm_weight = in.weight.data();
+    norm.norm_eps = eps;
+    const dr::HostTensor out = run(in, norm);
     // r of every (batch, token): 1 / sqrt(mean square + eps), the sum in double, rounded to float
     std::vector<float> r(static_cast<std::size_t>(s.batch * s.tokens));
     for (std::int64_t row = 0; row < s.batch * s.tokens; ++row) {
@@ -223,21 +224,14 @@ TEST(Rotary, PerHeadNormAndPerElementPairsFollowTheFormulaBitForBit) {
     in.cos.resize(static_cast<std::size_t>(rotated * s.head_dim));  // rows for the rotated tokens only
     in.sin.resize(in.cos.size());
     const bool after_rounding = c.dtype != dr::DType::f32;
-    dr::HostTensor out(c.dtype, s);
-    dr_test::fill(out, 12345.0f);
     dr::RotaryArgs a;
-    a.x = in.x.view();
-    a.out = out.mutable_view();
-    a.cos = in.cos.data();
-    a.sin = in.sin.data();
     a.pairs = dr::RotaryPairs::per_element;
     a.rotated_tokens = rotated;
     a.norm_weight = in.weight.data();
     a.norm_scope = dr::NormScope::head;
     a.norm_weighting = after_rounding ? dr::NormWeighting::after_rounding : dr::NormWeighting::in_float;
     a.norm_eps = 1e-6;
-    a.threads = 2;
-    dr::apply_rotary(a, dr::Device::cpu);
+    const dr::HostTensor out = run(in, a);
     for (std::int64_t b = 0; b < s.batch; ++b) {
       for (std::int64_t n = 0; n < s.tokens; ++n) {
         for (std::int64_t h = 0; h < s.heads; ++h) {

@@ -58,6 +58,9 @@ class ClockSampler:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
+        if self._handle is not None:
+            pynvml.nvmlShutdown()  # balances the nvmlInit of __init__
+            self._handle = None
 
     def summary(self):
         if not self.samples:

@@ -233,24 +233,23 @@ int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const dr_norm_rotar
     dr_norm_rotary_options o{};  // NULL: Wan's rotation of every token
     o.rotated_tokens = -1;
     if (options != nullptr) o = *options;
-    const auto code = [](int32_t value, const char* field, const char* allowed) {
+    // An option code 0 or 1 as the enum value it names.
+    const auto pick = [](int32_t value, const char* field, const char* allowed, auto if0, auto if1) {
       if (value != 0 && value != 1) throw dr::Error(field, std::to_string(value) + ": allowed " + allowed);
-      return value;
+      return value == 0 ? if0 : if1;
     };
     dr::RotaryArgs a;
     a.x = const_tensor(x, "x");
     a.out = mutable_tensor(out, "out");
     a.cos = cos_table;
     a.sin = sin_table;
-    a.pairs = code(o.pairs, "pairs", "0 (shared), 1 (per element)") == 0 ? dr::RotaryPairs::shared
-                                                                           : dr::RotaryPairs::per_element;
+    a.pairs = pick(o.pairs, "pairs", "0 (shared), 1 (per element)", dr::RotaryPairs::shared,
+                   dr::RotaryPairs::per_element);
     a.rotated_tokens = o.rotated_tokens;
     a.norm_weight = o.norm_weight;
-    a.norm_scope = code(o.norm_scope, "norm_scope", "0 (token), 1 (head)") == 0 ? dr::NormScope::token
-                                                                              : dr::NormScope::head;
-    a.norm_weighting = code(o.norm_weighting, "norm_weighting", "0 (in float), 1 (after rounding)") == 0
-                           ? dr::NormWeighting::in_float
-                           : dr::NormWeighting::after_rounding;
+    a.norm_scope = pick(o.norm_scope, "norm_scope", "0 (token), 1 (head)", dr::NormScope::token, dr::NormScope::head);
+    a.norm_weighting = pick(o.norm_weighting, "norm_weighting", "0 (in float), 1 (after rounding)",
+                            dr::NormWeighting::in_float, dr::NormWeighting::after_rounding);
     a.norm_eps = o.norm_eps;
     a.stream = stream;
     dr::apply_rotary(a, device == 1 ? dr::Device::cuda : dr::Device::cpu);
