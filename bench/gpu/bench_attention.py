@@ -202,6 +202,9 @@ def main():
                     help="interleaved timing rounds per layout (every contender once per round, the order rotated); "
                          "the median over rounds is reported, with its spread")
     ap.add_argument("--stages", type=int, default=0, help="wgmma K/V stages of the main 'ours' column (0: default)")
+    ap.add_argument("--extra-capi", action="append", default=[], metavar="NAME=PATH",
+                    help="another build of libdynamicrad_bench_capi.so (e.g. a kernel change under test), timed in "
+                         "the same rounds as the column 'ours@NAME' and checked against 'ours'; repeatable")
     ap.add_argument("--json", default=None, help="write all results here")
     args = ap.parse_args()
     if args.rounds < 1:
@@ -212,6 +215,12 @@ def main():
     print(f"device: {dev.name}, {dev.multi_processor_count} SMs; torch {torch.__version__}, "
           f"cuDNN {torch.backends.cudnn.version()}; {time.strftime('%Y-%m-%d %H:%M %Z')}", flush=True)
     lib = load_capi(args.capi)
+    extra_libs = []
+    for spec in args.extra_capi:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            ap.error(f"--extra-capi: expected NAME=PATH, got {spec!r}")
+        extra_libs.append((name, load_capi(path)))
     densities = [float(d) for d in args.densities.split(",") if d]
     variants_at = [float(d) for d in args.variants_at.split(",") if d]
 
@@ -295,6 +304,19 @@ def main():
                     plan(q, k, v, o)
                     torch.cuda.synchronize()
                     ours_out[name] = o
+                    contenders[name] = ((lambda plan=plan, o=o: plan(q, k, v, o)), flops)
+                except Exception as e:  # noqa: BLE001
+                    row[f"{name}_error"] = f"{type(e).__name__}: {e}"
+            for extra_name, extra_lib in extra_libs:
+                name = f"ours@{extra_name}"
+                try:
+                    plan = Ours(extra_lib, all_offsets, all_cols, tokens, heads, 1, 0, args.stages)
+                    closers.append(plan.close)
+                    o = torch.empty_like(q)
+                    plan(q, k, v, o)
+                    torch.cuda.synchronize()
+                    if "ours" in ours_out:
+                        row[f"check_{name}_vs_ours"] = rel_l2(o, ours_out["ours"])
                     contenders[name] = ((lambda plan=plan, o=o: plan(q, k, v, o)), flops)
                 except Exception as e:  # noqa: BLE001
                     row[f"{name}_error"] = f"{type(e).__name__}: {e}"
@@ -393,8 +415,13 @@ def fmt(row, key, spec):
 
 
 def print_row(row, flush=False):
-    keys = [k for k in row if k.endswith("_error") or k.startswith("check_") or k.endswith("_spread")]
-    extras = ", ".join(f"{k}={row[k]:.2e}" if isinstance(row[k], float) else f"{k}={row[k]}" for k in keys)
+    keys = [k for k in row if k.endswith("_error") or k.startswith("check_") or k.endswith("_spread")
+            or (k.startswith("ours") and k.endswith("_tflops") and k != "ours_tflops")]
+    def show(k):
+        if not isinstance(row[k], float):
+            return f"{k}={row[k]}"
+        return f"{k}={row[k]:.0f}" if k.endswith("_tflops") else f"{k}={row[k]:.2e}"
+    extras = ", ".join(show(k) for k in keys)
     print(f"  {row['layout']:<11} density {row['density']:.3f}: ours {fmt(row, 'ours_ms', '.2f')} ms "
           f"({fmt(row, 'ours_tflops', '.0f')} TF/s), flex {fmt(row, 'flex_ms', '.2f')} ms, "
           f"flashinfer {fmt(row, 'flashinfer_ms', '.2f')} ms, fa2 {fmt(row, 'flashinfer_fa2_ms', '.2f')} ms  {extras}", flush=flush)
