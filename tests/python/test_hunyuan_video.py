@@ -203,21 +203,60 @@ def test_refresh_interval_with_padded_prompts(make_hunyuan, hunyuan_inputs):
 
 
 @pytest.mark.parametrize("fused_norm", [False, True])
-def test_warmup_and_steps(make_hunyuan, hunyuan_inputs, helpers, fused_norm):
-    """Warm-up steps run the stock attention: the stock bits, or with the one-pass Q/K norm (whose
-    sum of squares rounds differently) within float rounding of them."""
+@pytest.mark.parametrize("dense_padding", ["mask", "drop"])
+def test_warmup_and_steps(make_hunyuan, hunyuan_inputs, helpers, fused_norm, dense_padding):
+    """Warm-up steps run the stock attention. With the stock mask and Q/K norm: the stock bits; with
+    the padded text tokens dropped instead of masked, or the one-pass Q/K norm (whose sum of squares
+    rounds differently), within float rounding of them."""
     model = make_hunyuan()
     x = hunyuan_inputs()
     stock = {t: _forward(model, {**x, "timestep": torch.full((2,), float(t))}) for t in (900, 800)}
-    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1, fused_norm=fused_norm)
+    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1, fused_norm=fused_norm,
+                              dense_padding=dense_padding)
     out = _forward(model, {**x, "timestep": torch.full((2,), 900.0)})
-    if fused_norm:
+    if fused_norm or dense_padding == "drop":
         assert helpers.rel_err(out, stock[900]) <= 1e-6
     else:
         assert torch.equal(out, stock[900])
     assert all(r.dense for r in state.report())
     out = _forward(model, {**x, "timestep": torch.full((2,), 800.0)})
     assert state.step == 1 and helpers.rel_err(out, stock[800]) > 1e-4
+
+
+@pytest.mark.parametrize("lengths", [(12, 7), (9, 9), (12, 12)])
+@pytest.mark.parametrize("dense_padding", ["drop", "mask"])
+def test_dense_padding(make_hunyuan, hunyuan_inputs, helpers, monkeypatch, lengths, dense_padding):
+    """Dense layers and warm-up steps: "drop" calls the stock attention without a mask on each
+    prompt length's valid tokens (one call a length group), "mask" makes the stock masked call; both
+    give the stock output."""
+    from dynamicrad.integrations import dispatch as dispatch_module
+
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=lengths)
+    ref = _forward(model, x)
+    calls = []
+    stock_fn = dispatch_module.dispatch_attention_fn
+
+    def recording(q, k, v, attn_mask=None, **kwargs):
+        calls.append((q.shape[0], q.shape[1], attn_mask is not None))
+        return stock_fn(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(dispatch_module, "dispatch_attention_fn", recording)
+    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1, dense_padding=dense_padding)
+    out = _forward(model, x)
+    assert all(r.dense for r in state.report())
+    assert helpers.rel_err(out, ref) <= 1e-6
+    video = 5 * 8 * 8  # hunyuan_inputs: 5 x 16 x 16 latents, patch 1 x 2 x 2
+    if dense_padding == "mask":
+        expected = [(2, video + 12, True)]
+    else:
+        expected = [(1 if lengths[0] != lengths[1] else 2, video + n, False) for n in sorted(set(lengths))]
+    assert calls == expected * 4  # every layer
+
+
+def test_dense_padding_is_checked(make_hunyuan):
+    with pytest.raises(ValueError, match="dense_padding"):
+        dynamicrad.enable(make_hunyuan(), dense_padding="zeros")
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

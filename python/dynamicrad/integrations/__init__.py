@@ -67,7 +67,8 @@ def enable(target: Any, config: DynamicRadConfig | None = None, **options: Any) 
     """Switches a pipeline's (or transformer's) video self-attention to DynamicRad.
 
     Options are those of ``DynamicRadConfig`` (regime, mode, lut, warmup_steps, dense_layers,
-    refresh_interval, token_order, block_size, prior, selection, threads), given either as a config
+    dense_padding, refresh_interval, token_order, block_size, prior, selection, threads, ...), given
+    either as a config
     or as keywords. Cross-attention stays stock. Returns the state (also kept as
     ``transformer.dynamicrad_state``); ``disable(target)`` restores the stock processors exactly."""
     if config is not None and options:

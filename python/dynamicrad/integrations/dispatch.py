@@ -8,7 +8,9 @@ and the decision is taken when the operator runs:
 - the dispatch counts the self-attention calls of the current transformer call (reset at model
   entry), which gives the layer;
 - dense layers and warm-up steps run the stock processor's attention (diffusers'
-  ``dispatch_attention_fn`` with that processor's backend), so they give the stock bits;
+  ``dispatch_attention_fn`` with that processor's backend), so they give the stock bits; where the
+  call carries a padding mask (HunyuanVideo's prompt padding) and ``dense_padding`` is "drop", the
+  integration's ``dense`` runs that attention on the valid tokens without the mask instead;
 - sparse ones run DynamicRad (``DynamicRadState.attention``).
 
 The dispatch travels through compiled graphs as an opaque reference object (torch >= 2.10), so
@@ -30,6 +32,9 @@ except ImportError:  # pragma: no cover - older torch
     OpaqueBase, register_opaque_type = object, None
 
 SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# dense(stock_attention, q, k, v, text_tokens): the dense attention of a padded call, where
+# stock_attention(q, k, v) is the stock processor's attention without a mask.
+DenseAttention = Callable[[Callable, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 class LayerDispatch(OpaqueBase):
@@ -37,13 +42,16 @@ class LayerDispatch(OpaqueBase):
 
     ``stock``: the stock processor of every layer (in call order); ``first_layer``: the number of the
     first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens)``: DynamicRad
-    attention of a layer."""
+    attention of a layer; ``dense``: the dense attention of a call with a padding mask when
+    ``dense_padding`` is "drop" (None: the stock call with its mask)."""
 
-    def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention):
+    def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention,
+                 dense: Optional[DenseAttention] = None):
         self.state = state
         self.stock = stock
         self.first_layer = first_layer
         self.sparse = sparse
+        self.dense = dense
         self.cursor = 0
 
     def __deepcopy__(self, memo):
@@ -74,7 +82,10 @@ class LayerDispatch(OpaqueBase):
         layer = self.first_layer + index
         if state.is_dense(index):
             state.record_dense(layer)
-            return _stock_attention(self.stock[index], q, k, v, attention_mask)
+            stock = self.stock[index]
+            if attention_mask is not None and self.dense is not None and state.config.dense_padding == "drop":
+                return self.dense(lambda q, k, v: _stock_attention(stock, q, k, v, None), q, k, v, text_tokens)
+            return _stock_attention(stock, q, k, v, attention_mask)
         return self.sparse(layer, q, k, v, text_tokens)
 
 

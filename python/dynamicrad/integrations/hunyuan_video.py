@@ -4,7 +4,8 @@ the dual-stream and single-stream blocks (the text token refiner stays stock).
 The sequence is [video tokens, text tokens]; padded text tokens (``encoder_attention_mask``) are
 left out as keys exactly as the stock mask does. Batch elements with different prompt lengths run
 as separate groups; the outputs of padded text rows are zero (they only ever feed padded rows,
-which no valid token attends to)."""
+which no valid token attends to). Dense layers and warm-up steps leave them out the same way
+(``dense_padding="drop"``, the default) or call the stock attention with its mask ("mask")."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
 class HunyuanVideoAttentionProcessor(LayerProcessor):
     """Stock projections; norm_q / norm_k and the rotary embedding in one pass (``norm_rotary``, or
     the stock arithmetic); DynamicRad block-sparse joint attention (the stock attention, with its
-    padding mask, in warm-up steps and dense layers)."""
+    padding mask or on the valid tokens, see ``dense_padding``, in warm-up steps and dense layers)."""
 
     def __call__(
         self,
@@ -107,8 +108,9 @@ def _fusable_norm(norm, query: torch.Tensor) -> bool:
             and norm.weight.dtype == query.dtype and tuple(norm.weight.shape) == (query.shape[3],))
 
 
-def grouped_attention(state: DynamicRadState, layer: int, query, key, value, text: int) -> torch.Tensor:
-    """Sparse joint attention, the batch grouped by valid text length; padded text keys are left out."""
+def grouped_attention(state: DynamicRadState, attend, query, key, value, text: int) -> torch.Tensor:
+    """Joint attention with the padded text tokens left out: ``attend(q, k, v, n)`` runs on batch
+    elements that share the valid text length n, on their video + n valid tokens."""
     batch = query.shape[0]
     lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
     if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
@@ -121,14 +123,14 @@ def grouped_attention(state: DynamicRadState, layer: int, query, key, value, tex
         # One prompt length: the valid tokens are a prefix of the sequence, so a slice holds them (no
         # copy at batch 1, none at all without padding), and the padded text rows get zeros.
         n = lengths[0]
-        part = state.attention(layer, query[:, : video + n], key[:, : video + n], value[:, : video + n], n)
+        part = attend(query[:, : video + n], key[:, : video + n], value[:, : video + n], n)
         return part if n == text else torch.nn.functional.pad(part, (0, 0, 0, 0, 0, text - n))
     out = torch.zeros_like(query)
     for n in sorted(set(lengths)):
         rows = [b for b in range(batch) if lengths[b] == n]
         index = torch.tensor(rows, device=query.device)
         part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
-        out[index, : video + n] = state.attention(layer, *part, n)
+        out[index, : video + n] = attend(*part, n)
     return out
 
 
@@ -150,10 +152,14 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         dispatch.reset()
 
     def sparse(layer, q, k, v, text_tokens):
-        return grouped_attention(state, layer, q, k, v, text_tokens)
+        attend = lambda q, k, v, n: state.attention(layer, q, k, v, n)  # noqa: E731
+        return grouped_attention(state, attend, q, k, v, text_tokens)
+
+    def dense(stock_attention, q, k, v, text_tokens):
+        return grouped_attention(state, lambda q, k, v, n: stock_attention(q, k, v), q, k, v, text_tokens)
 
     dispatch = install_processors(
-        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse
+        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense
     )
     install_entry_hooks(model, state, on_entry)
     if state.config.token_order != "raster":
