@@ -155,8 +155,11 @@ __device__ __forceinline__ std::uint64_t descending_key(double score) {
 constexpr int kRadixBits = 8;
 constexpr int kRadixBins = 1 << kRadixBits;
 
-// Dynamic shared memory: scores[n_max], weights[n_max] (double), cols[n_max], order[n_max] (int32),
-// kinds[n_max] (uint8). head_dim <= kScoreLanes * kLaneValues.
+// Dynamic shared memory: scores[n_max] (double); weights[n_max] (double, dynamic-threshold only) or,
+// in the same space, order[n_max] (int32, static-ratio only); cols[n_max] (int32); kinds[n_max]
+// (uint8). 21 bytes an entry: HunyuanVideo 720p's longest rows (931 entries, the text rows) then
+// leave room for 9 CTAs an SM, as many as the registers allow (25 bytes allowed 8).
+// head_dim <= kScoreLanes * kLaneValues.
 template <int kLaneValues>
 __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   extern __shared__ double shared[];
@@ -166,9 +169,9 @@ __global__ void select_kernel(SelectParams p, std::int64_t max_row) {
   const int n = static_cast<int>(p.prior_offsets[r + 1] - begin);
   double* scores = shared;
   double* weights = scores + max_row;
+  std::int32_t* order = reinterpret_cast<std::int32_t*>(weights);  // static-ratio: the entries to score
   std::int32_t* cols = reinterpret_cast<std::int32_t*>(weights + max_row);
-  std::int32_t* order = cols + max_row;  // static-ratio: the entries to score
-  std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(order + max_row);
+  std::uint8_t* kinds = reinterpret_cast<std::uint8_t*>(cols + max_row);
   __shared__ int near_count, far_count, kept_count, ranked;
   __shared__ double row_max, denominator;
   if (threadIdx.x == 0) {
@@ -348,7 +351,7 @@ __global__ void compact_kernel(const std::int64_t* prior_offsets, const std::int
 }
 
 std::size_t select_shared_bytes(std::int64_t max_row) {
-  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + 2 * sizeof(std::int32_t) + sizeof(std::uint8_t));
+  return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
 template <class T>
