@@ -68,8 +68,7 @@ def enable(target: Any, config: DynamicRadConfig | None = None, **options: Any) 
 
     Options are those of ``DynamicRadConfig`` (regime, mode, lut, warmup_steps, dense_layers,
     dense_padding, refresh_interval, token_order, block_size, prior, selection, threads, ...), given
-    either as a config
-    or as keywords. Cross-attention stays stock. Returns the state (also kept as
+    either as a config or as keywords. Cross-attention stays stock. Returns the state (also kept as
     ``transformer.dynamicrad_state``); ``disable(target)`` restores the stock processors exactly."""
     if config is not None and options:
         raise ValueError("pass either a DynamicRadConfig or keyword options, not both")

@@ -152,8 +152,7 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         dispatch.reset()
 
     def sparse(layer, q, k, v, text_tokens):
-        attend = lambda q, k, v, n: state.attention(layer, q, k, v, n)  # noqa: E731
-        return grouped_attention(state, attend, q, k, v, text_tokens)
+        return grouped_attention(state, lambda q, k, v, n: state.attention(layer, q, k, v, n), q, k, v, text_tokens)
 
     def dense(stock_attention, q, k, v, text_tokens):
         return grouped_attention(state, lambda q, k, v, n: stock_attention(q, k, v), q, k, v, text_tokens)
