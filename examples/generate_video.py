@@ -34,6 +34,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--mode", choices=["static-ratio", "dynamic-threshold"], help="default: the regime's LUT default")
     p.add_argument("--warmup-steps", type=int, default=12)
     p.add_argument("--dense-layers", type=int, default=1)
+    p.add_argument("--dense-padding", default="drop", choices=["drop", "mask"],
+                   help="HunyuanVideo's dense layers and warm-up steps: leave the padded prompt tokens out "
+                        "(drop, faster) or make the stock masked call (mask, the stock bits)")
     p.add_argument("--refresh-interval", type=int, default=1)
     p.add_argument("--token-order", default="raster", choices=["raster", "tiled3d"])
     p.add_argument("--lut", type=Path, help="a LUT JSON file (default: the built-in table)")
@@ -77,7 +80,7 @@ def main() -> int:
     if not args.dense:
         state = dynamicrad.enable(
             pipe, regime=args.regime, mode=args.mode, lut=None if args.lut is None else str(args.lut),
-            warmup_steps=args.warmup_steps, dense_layers=args.dense_layers,
+            warmup_steps=args.warmup_steps, dense_layers=args.dense_layers, dense_padding=args.dense_padding,
             refresh_interval=args.refresh_interval, token_order=args.token_order,
         )
     if args.compile:  # after enable(): one graph per block class serves every layer and step
