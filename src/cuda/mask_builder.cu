@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/element.cuh"
 #include "dynamicrad/cuda_mask.h"
 #include "dynamicrad/error.h"
 
@@ -38,9 +39,7 @@ constexpr int kMaxHeadDim = 512;
 constexpr int kNonFiniteQ = 1;
 constexpr int kNonFiniteK = 2;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+using cuda::to_float;
 
 // x: [batch, tokens, heads, dim]; out: [batch, heads, blocks, dim]. One CTA per (block, batch): a
 // token's heads * dim values are contiguous, so each thread owns kVec consecutive elements of that

@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/element.cuh"
 #include "dynamicrad/rotary.h"
 
 namespace dynamicrad::detail {
@@ -22,18 +23,8 @@ namespace {
 
 constexpr int kThreads = 128;
 
-__device__ __forceinline__ float to_float(float v) { return v; }
-__device__ __forceinline__ float to_float(__half v) { return __half2float(v); }
-__device__ __forceinline__ float to_float(__nv_bfloat16 v) { return __bfloat162float(v); }
-
-template <class T>
-__device__ __forceinline__ T from_float(float v);
-template <>
-__device__ __forceinline__ float from_float<float>(float v) { return v; }
-template <>
-__device__ __forceinline__ __half from_float<__half>(float v) { return __float2half_rn(v); }
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+using cuda::from_float;
+using cuda::to_float;
 
 // kVec consecutive elements, moved as one vector of kVec * sizeof(T) bytes (4 to 16).
 template <class T, int kVec>
