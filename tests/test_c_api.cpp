@@ -4,8 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <cstdint>
 #include <limits>
@@ -15,6 +17,7 @@
 #include "dynamicrad/device.h"
 #include "dynamicrad/engine.h"
 #include "dynamicrad/rotary.h"
+#include "dynamicrad/select.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -234,6 +237,254 @@ TEST(CApi, DestroyIsSafeOnNullAndTheBuildIsDescribed) {
   dr_engine_destroy(nullptr);
   EXPECT_EQ(dr_built_with_cuda(), dr::built_with_cuda() ? 1 : 0);
   EXPECT_FALSE(std::string(dr_version()).empty());
+}
+
+// The pooled prefix through the C ABI: dr_norm_rotary's pooled output and dr_engine_select_pooled.
+
+// A tensor of any dtype (view() above is f32 only).
+dr_tensor typed_view(dr::HostTensor& t) {
+  const dr::Shape& s = t.shape();
+  const std::int32_t dtype = t.dtype() == dr::DType::f32 ? DR_DTYPE_F32 : t.dtype() == dr::DType::f16 ? DR_DTYPE_F16
+                                                                                                      : DR_DTYPE_BF16;
+  return dr_tensor{t.mutable_view().data, dtype, s.batch, s.tokens, s.heads, s.head_dim};
+}
+
+std::uint32_t float_bits(float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
+
+// pool_blocks()' arithmetic: per (b, h, blk < blocks, d) the float sum of out's values in ascending
+// token order times 1.0f / the block's tokens.
+std::vector<float> sequential_means(const dr::HostTensor& out, int pool_block, std::int64_t blocks) {
+  const dr::Shape& s = out.shape();
+  std::vector<float> means;
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t h = 0; h < s.heads; ++h)
+      for (std::int64_t blk = 0; blk < blocks; ++blk)
+        for (std::int64_t d = 0; d < s.head_dim; ++d) {
+          const std::int64_t t0 = blk * pool_block, t1 = std::min<std::int64_t>(s.tokens, t0 + pool_block);
+          float sum = 0.0f;
+          for (std::int64_t t = t0; t < t1; ++t) sum += out.get(out.index(b, t, h, d));
+          means.push_back(sum * (1.0f / static_cast<float>(t1 - t0)));
+        }
+  return means;
+}
+
+struct CsrLayout {
+  std::vector<std::int64_t> offsets;
+  std::vector<std::int32_t> cols;
+};
+
+// dr_engine_layout() of a slot (the two-call pattern); empty on failure (reported).
+CsrLayout layout_of(const dr_engine* engine, std::int32_t slot) {
+  char error[512] = {};
+  std::int64_t rows = 0, entries = 0;
+  CsrLayout l;
+  if (dr_engine_layout(engine, slot, &rows, &entries, nullptr, nullptr, error, sizeof error) != DR_OK) {
+    ADD_FAILURE() << error;
+    return l;
+  }
+  l.offsets.resize(static_cast<std::size_t>(rows + 1));
+  l.cols.resize(static_cast<std::size_t>(entries));
+  if (dr_engine_layout(engine, slot, &rows, &entries, l.offsets.data(), l.cols.data(), error, sizeof error) != DR_OK)
+    ADD_FAILURE() << error;
+  return l;
+}
+
+// kOptions' geometry for a call of `batch`: 105 tokens, 4 blocks of 32 (the last of 9 tokens).
+dr::VideoGeometry options_geometry(std::int64_t batch) {
+  dr::VideoGeometry g;
+  g.frames = 3;
+  g.height = 5;
+  g.width = 7;
+  g.heads = 2;
+  g.head_dim = 16;
+  g.block_size = 32;
+  g.batch = batch;
+  return g;
+}
+
+// The first `blocks` blocks of every (batch, head) of `p`: [batch, heads, blocks, head_dim].
+void prefix_of(const dr::PooledBlocks& p, std::int64_t blocks, std::vector<float>& q, std::vector<float>& k) {
+  q.clear();
+  k.clear();
+  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh)
+    for (std::int64_t blk = 0; blk < blocks; ++blk)
+      for (std::int64_t d = 0; d < p.head_dim; ++d) {
+        const std::size_t i = static_cast<std::size_t>((bh * p.blocks + blk) * p.head_dim + d);
+        q.push_back(p.q[i]);
+        k.push_back(p.k[i]);
+      }
+}
+
+TEST(CApi, NormRotaryWritesThePooledMeans) {
+  dr_test::Rng rng(31);
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  for (const dr::DType dtype : {dr::DType::f32, dr::DType::bf16}) {
+    const dr::Shape shape = dr_test::make_shape(2, 37, 3, 8);
+    dr::HostTensor x = dr_test::random_tensor(rng, shape, 2.0, dtype);
+    dr::HostTensor out(dtype, shape), plain(dtype, shape);
+    const dr_tensor cx = typed_view(x), cout = typed_view(out), cplain = typed_view(plain);
+    std::vector<float> cos(static_cast<std::size_t>(37 * 8)), sin(cos.size()), weight(3 * 8);
+    for (float& v : cos) v = static_cast<float>(rng.normal());
+    for (float& v : sin) v = static_cast<float>(rng.normal());
+    for (float& v : weight) v = static_cast<float>(1.0 + 0.3 * rng.normal());
+    char error[512] = {};
+    dr_norm_rotary_options o{};
+    o.norm_weight = weight.data();
+    o.norm_eps = 1e-6;
+    o.rotated_tokens = 30;
+    ASSERT_EQ(dr_norm_rotary(&cx, &cplain, &o, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+    // 37 tokens in blocks of 8: all 5 blocks (the last of 5 tokens), then only the first 3.
+    for (const std::int64_t blocks : {std::int64_t{5}, std::int64_t{3}}) {
+      SCOPED_TRACE(dr::to_string(dtype) + " pooled_blocks " + std::to_string(blocks));
+      const std::size_t tail = 11;
+      std::vector<float> pooled(static_cast<std::size_t>(2 * 3 * blocks * 8) + tail, poison);
+      dr_norm_rotary_options p = o;
+      p.pooled = pooled.data();
+      p.pool_block = 8;
+      p.pooled_blocks = blocks;
+      ASSERT_EQ(dr_norm_rotary(&cx, &cout, &p, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+      ASSERT_EQ(std::memcmp(out.view().data, plain.view().data,
+                            static_cast<std::size_t>(shape.elements()) * dr::dtype_size(dtype)),
+                0)
+          << "out with pooling differs from out without";
+      const std::vector<float> want = sequential_means(out, 8, blocks);
+      for (std::size_t i = 0; i < want.size(); ++i)
+        ASSERT_EQ(float_bits(pooled[i]), float_bits(want[i])) << "pooled[" << i << "] = " << pooled[i] << ", expected " << want[i];
+      for (std::size_t i = want.size(); i < pooled.size(); ++i)
+        ASSERT_TRUE(std::isnan(pooled[i])) << "pooled written past its blocks, at " << i;
+    }
+
+    // Bad pooling options: DR_INVALID_ARGUMENT with a message naming the field.
+    std::vector<float> pooled(static_cast<std::size_t>(2 * 3 * 37 * 8));
+    const auto expect_named = [&](const dr_norm_rotary_options& bad, const char* field) {
+      error[0] = '\0';
+      EXPECT_EQ(dr_norm_rotary(&cx, &cout, &bad, cos.data(), sin.data(), 0, nullptr, error, sizeof error),
+                DR_INVALID_ARGUMENT);
+      EXPECT_TRUE(dr_test::names_word(error, field)) << "message \"" << error << "\" should name " << field;
+    };
+    dr_norm_rotary_options bad = o;
+    bad.pooled = pooled.data();
+    bad.pool_block = 0;
+    bad.pooled_blocks = 1;
+    expect_named(bad, "pool_block");
+    bad.pool_block = -4;
+    expect_named(bad, "pool_block");
+    bad.pool_block = 8;
+    bad.pooled_blocks = 0;
+    expect_named(bad, "pooled_blocks");
+    bad.pooled_blocks = 6;
+    expect_named(bad, "pooled_blocks");
+  }
+}
+
+TEST(CApi, SelectPooledGivesSelectsLayout) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr_test::Rng rng(32);
+  const dr::Shape shape = dr_test::make_shape(2, 105, 2, 16);
+  dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape, 2.0);
+  const dr_tensor cq = view(q), ck = view(k);
+  const dr::PooledBlocks pooled = dr::pool_blocks(q.view(), k.view(), options_geometry(2));
+  ASSERT_EQ(pooled.blocks, 4);
+  const dr_selection selections[] = {{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0},
+                                     {DR_MODE_DYNAMIC_THRESHOLD, 0.0, 0.0, 0.02, 0.04}};
+  for (const dr_selection& sel : selections) {
+    SCOPED_TRACE(sel.mode == DR_MODE_STATIC_RATIO ? "static-ratio" : "dynamic-threshold");
+    ASSERT_EQ(dr_engine_select(e.handle, &cq, &ck, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
+    const CsrLayout want = layout_of(e.handle, 0);
+    std::int64_t want_kept = 0, total = 0;
+    ASSERT_EQ(dr_engine_kept(e.handle, 0, &want_kept, &total, error, sizeof error), DR_OK) << error;
+    for (const std::int64_t blocks : {std::int64_t{0}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
+      SCOPED_TRACE("pooled_blocks " + std::to_string(blocks));
+      std::vector<float> pq, pk;
+      prefix_of(pooled, blocks, pq, pk);
+      const float* pq_ptr = blocks > 0 ? pq.data() : nullptr;
+      const float* pk_ptr = blocks > 0 ? pk.data() : nullptr;
+      ASSERT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq_ptr, pk_ptr, blocks, &sel, 1, nullptr, error,
+                                        sizeof error),
+                DR_OK)
+          << error;
+      const CsrLayout got = layout_of(e.handle, 1);
+      EXPECT_EQ(got.offsets, want.offsets);
+      EXPECT_EQ(got.cols, want.cols);
+      std::int64_t kept = 0;
+      ASSERT_EQ(dr_engine_kept(e.handle, 1, &kept, &total, error, sizeof error), DR_OK) << error;
+      EXPECT_EQ(kept, want_kept);
+    }
+  }
+
+  // Bad prefixes: DR_INVALID_ARGUMENT with a message naming the field.
+  std::vector<float> pq, pk;
+  prefix_of(pooled, 4, pq, pk);
+  const dr_selection& sel = selections[0];
+  for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{5}}) {
+    error[0] = '\0';
+    EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq.data(), pk.data(), blocks, &sel, 0, nullptr, error,
+                                      sizeof error),
+              DR_INVALID_ARGUMENT)
+        << "pooled_blocks " << blocks;
+    EXPECT_TRUE(dr_test::names_word(error, "pooled_blocks")) << error;
+  }
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, nullptr, pk.data(), 2, &sel, 0, nullptr, error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_TRUE(dr_test::names_word(error, "pooled_q")) << error;
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq.data(), nullptr, 2, &sel, 0, nullptr, error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_TRUE(dr_test::names_word(error, "pooled_k")) << error;
+}
+
+// The intended pipeline: dr_norm_rotary pools Q and K with the geometry's blocks as it writes them,
+// and dr_engine_select_pooled adopts those means; the layout is dr_engine_select's on the same Q, K.
+TEST(CApi, NormRotaryPooledMeansFeedSelectPooled) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr_test::Rng rng(33);
+  const dr::Shape shape = dr_test::make_shape(2, 105, 2, 16);
+  dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape, 2.0);
+  dr::HostTensor qr(dr::DType::f32, shape), kr(dr::DType::f32, shape);
+  const dr_tensor cq = view(q), ck = view(k), cqr = view(qr), ckr = view(kr);
+  std::vector<float> cos(static_cast<std::size_t>(105 * 16)), sin(cos.size()), weight(2 * 16);
+  for (float& v : cos) v = static_cast<float>(rng.normal());
+  for (float& v : sin) v = static_cast<float>(rng.normal());
+  for (float& v : weight) v = static_cast<float>(1.0 + 0.3 * rng.normal());
+  const dr_selection sel{DR_MODE_DYNAMIC_THRESHOLD, 0.0, 0.0, 0.02, 0.04};
+  for (const std::int64_t blocks : {std::int64_t{4}, std::int64_t{3}}) {
+    SCOPED_TRACE("pooled_blocks " + std::to_string(blocks));
+    std::vector<float> pq(static_cast<std::size_t>(2 * 2 * blocks * 16)), pk(pq.size());
+    dr_norm_rotary_options o{};
+    o.norm_weight = weight.data();
+    o.norm_eps = 1e-6;
+    o.rotated_tokens = -1;
+    o.pool_block = 32;
+    o.pooled_blocks = blocks;
+    o.pooled = pq.data();
+    ASSERT_EQ(dr_norm_rotary(&cq, &cqr, &o, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+    o.pooled = pk.data();
+    ASSERT_EQ(dr_norm_rotary(&ck, &ckr, &o, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
+    ASSERT_EQ(dr_engine_select(e.handle, &cqr, &ckr, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
+    const CsrLayout want = layout_of(e.handle, 0);
+    ASSERT_EQ(dr_engine_select_pooled(e.handle, &cqr, &ckr, pq.data(), pk.data(), blocks, &sel, 1, nullptr, error,
+                                      sizeof error),
+              DR_OK)
+        << error;
+    const CsrLayout got = layout_of(e.handle, 1);
+    EXPECT_EQ(got.offsets, want.offsets);
+    EXPECT_EQ(got.cols, want.cols);
+    // The rotary's means are pool_blocks()' of its outputs.
+    const dr::PooledBlocks pooled = dr::pool_blocks(qr.view(), kr.view(), options_geometry(2));
+    std::vector<float> want_q, want_k;
+    prefix_of(pooled, blocks, want_q, want_k);
+    EXPECT_EQ(std::memcmp(pq.data(), want_q.data(), pq.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(pk.data(), want_k.data(), pk.size() * sizeof(float)), 0);
+  }
 }
 
 }  // namespace

@@ -724,3 +724,149 @@ TEST(Engine, CudaDeviceWithoutGpuThrows) {
     ADD_FAILURE() << "expected dynamicrad::Error, got: " << e.what();
   }
 }
+
+// select() with a PooledPrefix (block means computed before selection, e.g. by apply_rotary's
+// pooled output): with pooling's own means the layout is select()'s without a prefix.
+namespace {
+
+// The first `blocks` blocks' means of every (batch, head) of `p`: [batch, heads, blocks, head_dim].
+struct Prefix {
+  std::vector<float> q, k;
+  std::int64_t blocks = 0;
+  dr::PooledPrefix view() const { return dr::PooledPrefix{q.data(), k.data(), blocks}; }
+};
+
+Prefix prefix_of(const dr::PooledBlocks& p, std::int64_t blocks) {
+  Prefix out;
+  out.blocks = blocks;
+  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh)
+    for (std::int64_t blk = 0; blk < blocks; ++blk)
+      for (std::int64_t d = 0; d < p.head_dim; ++d) {
+        const std::size_t i = static_cast<std::size_t>((bh * p.blocks + blk) * p.head_dim + d);
+        out.q.push_back(p.q[i]);
+        out.k.push_back(p.k[i]);
+      }
+  return out;
+}
+
+// pool_blocks() of a call's q and k with the engine's geometry.
+dr::PooledBlocks pooled_of(const dr::SparseAttentionEngine& engine, const Qkv& x,
+                           const dr::PooledPrefix& prefix = {}) {
+  dr::VideoGeometry g = engine.prior().geometry;
+  g.batch = x.q.shape().batch;
+  return dr::pool_blocks(x.q.view(), x.k.view(), g, prefix);
+}
+
+}  // namespace
+
+TEST(Engine, SelectWithPoolingsOwnPrefixGivesTheSameLayout) {
+  dr_test::Rng rng(121);
+  const std::vector<dr::VideoGeometry> geometries = {
+      // 443 tokens, 14 blocks of 32, the last short.
+      with_text(video(8, 6, 9, 32, 2, 16), 11, dr::TextPlacement::suffix),
+      // tiled3d, 650 tokens, 11 blocks of 64, the last of 10 tokens.
+      tiled(video(5, 10, 13, 64, 3, 8)),
+      // a text prefix: 331 tokens, 11 blocks of 32.
+      with_text(video(6, 6, 9, 32, 1, 8), 7, dr::TextPlacement::prefix),
+  };
+  const std::vector<dr::DType> dtypes = {dr::DType::f32, dr::DType::bf16, dr::DType::f16};
+  int runs = 0;
+  for (std::size_t gi = 0; gi < geometries.size(); ++gi) {
+    const dr::VideoGeometry& g = geometries[gi];
+    const bool keep = gi == 1;
+    const auto engine = make_engine(engine_options(g, prior_params(), 2, keep));
+    const std::int64_t blocks = dr::num_blocks(g);
+    ASSERT_NE(dr::total_tokens(g) % g.block_size, 0) << "the last block should be short";
+    for (const dr::SelectionParams& sel : {static_ratio(), dynamic_threshold()}) {
+      for (std::int64_t batch : {1, 2}) {
+        const dr::DType dtype = dtypes[static_cast<std::size_t>(runs++) % dtypes.size()];
+        const Qkv x = structured_qkv(rng, call_shape(g, batch), dtype);
+        engine->select(x.q.view(), x.k.view(), sel, 0);
+        const dr::BlockLayout want = engine->layout(0);
+        const dr::KeptBlocks want_kept = engine->kept(0);
+        const dr::PooledBlocks pooled = pooled_of(*engine, x);
+        for (const std::int64_t P : {std::int64_t{0}, blocks / 2, blocks - 1, blocks}) {
+          const std::string what = describe(g) + " " + mode_name(sel) + " " + dr::to_string(dtype) + " batch " +
+                                   std::to_string(batch) + " prefix blocks " + std::to_string(P);
+          SCOPED_TRACE(what);
+          const Prefix prefix = prefix_of(pooled, P);
+          const int slot = keep ? 1 : 0;
+          engine->select(x.q.view(), x.k.view(), sel, slot, nullptr, prefix.view());
+          expect_same_layout(engine->layout(slot), want, what);
+          EXPECT_EQ(engine->kept(slot).kept, want_kept.kept);
+          EXPECT_EQ(engine->kept(slot).total, want_kept.total);
+        }
+        // A default (empty) prefix is select() without one.
+        engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{});
+        expect_same_layout(engine->layout(0), want, "empty prefix");
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
+// The prefix's means are the ones selection uses: a prefix of every block from other inputs selects
+// those inputs' layout; a partial one selects what pool_blocks() with that prefix gives.
+TEST(Engine, SelectUsesThePrefixMeans) {
+  dr_test::Rng rng(122);
+  const dr::VideoGeometry g = with_text(video(8, 6, 9, 32, 2, 16), 11, dr::TextPlacement::suffix);
+  const auto engine = make_engine(engine_options(g));
+  const std::int64_t blocks = dr::num_blocks(g);
+  for (const dr::SelectionParams& sel : {static_ratio(), dynamic_threshold()}) {
+    SCOPED_TRACE(mode_name(sel));
+    const Qkv x = structured_qkv(rng, call_shape(g, 2), dr::DType::f32);
+    const Qkv y = structured_qkv(rng, call_shape(g, 2), dr::DType::f32);
+    engine->select(x.q.view(), x.k.view(), sel, 0);
+    const dr::BlockLayout layout_x = engine->layout(0);
+    engine->select(y.q.view(), y.k.view(), sel, 0);
+    const dr::BlockLayout layout_y = engine->layout(0);
+    ASSERT_FALSE(same_layout(layout_x, layout_y)) << "x and y should select different layouts for this test to mean much";
+    const dr::PooledBlocks pooled_y = pooled_of(*engine, y);
+
+    const Prefix all = prefix_of(pooled_y, blocks);
+    engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, all.view());
+    expect_same_layout(engine->layout(0), layout_y, "x with y's means of every block");
+
+    const Prefix part = prefix_of(pooled_y, blocks / 2);
+    engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, part.view());
+    const dr::BlockLayout mixed = engine->layout(0);
+    expect_same_layout(mixed, dr::select_blocks(engine->prior(), pooled_of(*engine, x, part.view()), sel),
+                       "x with y's means of the first half");
+    EXPECT_FALSE(same_layout(mixed, layout_x)) << "y's means of the first blocks left the layout as x's";
+  }
+}
+
+// A bad prefix: Error naming the field; the CPU engine leaves the slot as it was.
+TEST(Engine, PooledPrefixErrorsNameTheField) {
+  dr_test::Rng rng(123);
+  const dr::VideoGeometry g = with_text(video(3, 5, 7, 32, 2, 16), 4, dr::TextPlacement::suffix);  // 109 tokens, 4 blocks
+  const auto engine = make_engine(engine_options(g));
+  const std::int64_t blocks = dr::num_blocks(g);
+  ASSERT_EQ(blocks, 4);
+  const Qkv x = structured_qkv(rng, call_shape(g, 2), dr::DType::f32);
+  const dr::SelectionParams sel = static_ratio();
+  engine->select(x.q.view(), x.k.view(), sel, 0);
+  const dr::BlockLayout layout = engine->layout(0);
+  const dr::KeptBlocks kept = engine->kept(0);
+  const dr::PooledBlocks pooled = pooled_of(*engine, x);
+  const Prefix all = prefix_of(pooled, blocks);
+  for (const std::int64_t bad : {std::int64_t{-1}, blocks + 1, std::int64_t{1000}}) {
+    SCOPED_TRACE(bad);
+    EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr,
+                                   dr::PooledPrefix{all.q.data(), all.k.data(), bad}),
+                    "pooled_blocks");
+  }
+  const Prefix two = prefix_of(pooled, 2);
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{nullptr, two.k.data(), 2}),
+                  "pooled_q");
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{two.q.data(), nullptr, 2}),
+                  "pooled_k");
+  Prefix broken = two;
+  broken.k[broken.k.size() / 2] = kNaN;
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, broken.view()), "pooled_k");
+  broken = two;
+  broken.q[0] = std::numeric_limits<float>::infinity();
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, broken.view()), "pooled_q");
+  expect_same_layout(engine->layout(0), layout, "after failed calls");
+  EXPECT_EQ(engine->kept(0).kept, kept.kept);
+}

@@ -5,11 +5,18 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "dynamicrad/device.h"
+#include "dynamicrad/geometry.h"
+#include "dynamicrad/select.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -286,3 +293,241 @@ TEST(Rotary, NoRotatedTokensLeavesTheNormAlone) {
 }
 
 }  // namespace
+
+// The pooled output (block means of `out` taken in the same pass, for select.h's PooledPrefix): it
+// leaves `out` as it is and equals pool_blocks()' arithmetic on `out` bit for bit.
+namespace {
+
+// A quiet NaN with a payload of its own, so "left untouched" means the very bits written before.
+float poison() {
+  const std::uint32_t bits = 0x7fc0beefu;
+  float v;
+  std::memcpy(&v, &bits, sizeof v);
+  return v;
+}
+
+std::uint32_t float_bits(float v) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
+
+bool same_bytes(const dr::HostTensor& a, const dr::HostTensor& b) {
+  return a.dtype() == b.dtype() && a.shape() == b.shape() &&
+         std::memcmp(a.view().data, b.view().data,
+                     static_cast<std::size_t>(a.shape().elements()) * dr::dtype_size(a.dtype())) == 0;
+}
+
+// pool_blocks()' arithmetic written out: for every (b, h, blk < blocks, d) the float sum of out's
+// values (read as float) in ascending token order, times 1.0f / the block's tokens.
+std::vector<float> sequential_means(const dr::HostTensor& out, int pool_block, std::int64_t blocks) {
+  const dr::Shape& s = out.shape();
+  std::vector<float> means(static_cast<std::size_t>(s.batch * s.heads * blocks * s.head_dim));
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t h = 0; h < s.heads; ++h)
+      for (std::int64_t blk = 0; blk < blocks; ++blk)
+        for (std::int64_t d = 0; d < s.head_dim; ++d) {
+          const std::int64_t t0 = blk * pool_block, t1 = std::min<std::int64_t>(s.tokens, t0 + pool_block);
+          float sum = 0.0f;
+          for (std::int64_t t = t0; t < t1; ++t) sum += out.get(out.index(b, t, h, d));
+          const float inv = 1.0f / static_cast<float>(t1 - t0);
+          means[static_cast<std::size_t>(((b * s.heads + h) * blocks + blk) * s.head_dim + d)] = sum * inv;
+        }
+  return means;
+}
+
+struct Pooling {
+  int block;           // pool_block
+  std::int64_t blocks; // pooled_blocks
+  int threads;
+};
+
+struct PooledRun {
+  dr::HostTensor out;
+  std::vector<float> pooled;  // [batch, heads, blocks, head_dim], then `tail` poisoned floats
+};
+
+// apply_rotary() with the pooled output: out poisoned as run() does, the pooled buffer poisoned
+// (with `tail` floats past [batch, heads, blocks, head_dim] that must stay so).
+PooledRun run_pooled(const Inputs& in, dr::RotaryArgs a, const Pooling& p, std::size_t tail) {
+  const dr::Shape& s = in.x.shape();
+  PooledRun r{dr::HostTensor(in.x.dtype(), s),
+              std::vector<float>(static_cast<std::size_t>(s.batch * s.heads * p.blocks * s.head_dim) + tail, poison())};
+  dr_test::fill(r.out, 12345.0f);
+  a.x = in.x.view();
+  a.out = r.out.mutable_view();
+  a.cos = in.cos.data();
+  a.sin = in.sin.data();
+  a.threads = p.threads;
+  a.pooled = r.pooled.data();
+  a.pool_block = p.block;
+  a.pooled_blocks = p.blocks;
+  dr::apply_rotary(a, dr::Device::cpu);
+  return r;
+}
+
+// The pooled region holds the sequential means of r.out bit for bit; the `tail` floats after it keep
+// their poison.
+void expect_pooled_means(const PooledRun& r, const Pooling& p, std::size_t tail) {
+  const dr::Shape& s = r.out.shape();
+  const std::vector<float> want = sequential_means(r.out, p.block, p.blocks);
+  ASSERT_EQ(r.pooled.size(), want.size() + tail);
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const std::int64_t n = static_cast<std::int64_t>(i);
+    ASSERT_EQ(float_bits(r.pooled[i]), float_bits(want[i]))
+        << "pooled[b " << n / (s.head_dim * p.blocks * s.heads) << ", h " << (n / (s.head_dim * p.blocks)) % s.heads
+        << ", blk " << (n / s.head_dim) % p.blocks << ", d " << n % s.head_dim << "] = " << r.pooled[i]
+        << ", the sequential mean of out is " << want[i];
+  }
+  for (std::size_t i = want.size(); i < r.pooled.size(); ++i)
+    ASSERT_EQ(float_bits(r.pooled[i]), float_bits(poison())) << "pooled written " << i - want.size()
+                                                             << " floats past [batch, heads, pooled_blocks, head_dim]";
+}
+
+}  // namespace
+
+TEST(Rotary, PooledMeansAreTheBlockMeansOfOutBitForBit) {
+  dr_test::Rng rng(21);
+  constexpr std::int64_t kTokens = 37;
+  // 37 tokens: blocks of 8 (5 blocks, the last of 5 tokens), fewer blocks than there are, one-token
+  // blocks, one block longer than the sequence, blocks of 5 (the last of 2 tokens), two full blocks
+  // of 16; single and multi-threaded.
+  const std::vector<Pooling> poolings = {{8, 5, 3}, {8, 3, 1}, {1, kTokens, 0}, {64, 1, 2}, {5, 8, 3}, {16, 2, 0}};
+  int runs = 0;
+  for (const dr::DType dtype : {dr::DType::f32, dr::DType::f16, dr::DType::bf16}) {
+    for (const dr::NormScope scope : {dr::NormScope::token, dr::NormScope::head}) {
+      for (const bool norm : {false, true}) {
+        for (const std::int64_t rotated : {std::int64_t{-1}, std::int64_t{30}, std::int64_t{0}}) {
+          for (const std::int64_t batch : {1, 2}) {
+            const Case c{dtype, dr_test::make_shape(batch, kTokens, 3, 8)};
+            Inputs in = make_inputs(rng, c);
+            dr::RotaryArgs a;
+            a.rotated_tokens = rotated;
+            if (scope == dr::NormScope::head) {
+              // HunyuanVideo's arithmetic: per-head norm, each output its own table entries
+              in.weight.resize(static_cast<std::size_t>(c.shape.head_dim));
+              a.pairs = dr::RotaryPairs::per_element;
+              a.norm_scope = dr::NormScope::head;
+              a.norm_weighting = dtype == dr::DType::f32 ? dr::NormWeighting::in_float : dr::NormWeighting::after_rounding;
+            }
+            if (norm) {
+              a.norm_weight = in.weight.data();
+              a.norm_eps = 1e-6;
+            }
+            const dr::HostTensor plain = run(in, a);
+            for (const Pooling& p : poolings) {
+              SCOPED_TRACE(dr::to_string(dtype) + (scope == dr::NormScope::head ? " head" : " token") +
+                           (norm ? " norm" : " no norm") + " rotated_tokens " + std::to_string(rotated) +
+                           " batch " + std::to_string(batch) + " pool_block " + std::to_string(p.block) +
+                           " pooled_blocks " + std::to_string(p.blocks) + " threads " + std::to_string(p.threads));
+              const std::size_t tail = static_cast<std::size_t>(3 * c.shape.head_dim + 5);
+              const PooledRun r = run_pooled(in, a, p, tail);
+              ASSERT_TRUE(same_bytes(r.out, plain)) << "out with pooling differs from out without";
+              expect_pooled_means(r, p, tail);
+              if (HasFatalFailure()) return;
+              ++runs;
+            }
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(runs, 3 * 2 * 2 * 3 * 2 * 6);
+}
+
+// With the geometry's blocks, pooled equals pool_blocks() of `out` (for Q and K alike), on longer
+// sequences with a short last block and every thread.
+TEST(Rotary, PooledMeansEqualPoolBlocksOfOut) {
+  dr_test::Rng rng(22);
+  struct Long {
+    dr::DType dtype;
+    std::int64_t tokens, heads, head_dim;
+    int block;
+  };
+  for (const Long& l : {Long{dr::DType::bf16, 300, 2, 64, 128}, Long{dr::DType::f16, 100, 3, 16, 32},
+                        Long{dr::DType::f32, 161, 2, 8, 64}}) {
+    dr::VideoGeometry g;
+    g.frames = 1;
+    g.height = 1;
+    g.width = l.tokens;
+    g.block_size = l.block;
+    g.batch = 2;
+    g.heads = l.heads;
+    g.head_dim = l.head_dim;
+    const std::int64_t blocks = dr::num_blocks(g);
+    ASSERT_NE(l.tokens % l.block, 0) << "the last block should be short";
+    const Case c{l.dtype, dr_test::make_shape(2, l.tokens, l.heads, l.head_dim)};
+    const Inputs in = make_inputs(rng, c);
+    dr::RotaryArgs a;
+    a.norm_weight = in.weight.data();
+    a.norm_eps = 1e-6;
+    for (const std::int64_t pooled_blocks : {blocks, blocks - 1}) {
+      SCOPED_TRACE(dr::to_string(l.dtype) + " tokens " + std::to_string(l.tokens) + " pooled_blocks " +
+                   std::to_string(pooled_blocks));
+      const Pooling p{l.block, pooled_blocks, 0};
+      const PooledRun r = run_pooled(in, a, p, 7);
+      const dr::PooledBlocks want = dr::pool_blocks(r.out.view(), r.out.view(), g);
+      for (std::int64_t bh = 0; bh < 2 * l.heads; ++bh)
+        for (std::int64_t blk = 0; blk < pooled_blocks; ++blk)
+          for (std::int64_t d = 0; d < l.head_dim; ++d) {
+            const float got = r.pooled[static_cast<std::size_t>((bh * pooled_blocks + blk) * l.head_dim + d)];
+            const float expected = want.q[static_cast<std::size_t>((bh * blocks + blk) * l.head_dim + d)];
+            ASSERT_EQ(float_bits(got), float_bits(expected))
+                << "(batch x head " << bh << ", blk " << blk << ", d " << d << "): " << got << " vs pool_blocks " << expected;
+          }
+      expect_pooled_means(r, p, 7);
+    }
+  }
+}
+
+TEST(Rotary, PoolingErrorsNameTheField) {
+  const dr::Shape s = dr_test::make_shape(1, 37, 2, 8);
+  dr_test::Rng rng(23);
+  const dr::HostTensor x = dr_test::random_tensor(rng, s);
+  dr::HostTensor out(dr::DType::f32, s);
+  std::vector<float> table(static_cast<std::size_t>(s.tokens * s.head_dim), 0.5f);
+  // Room for more blocks than any accepted call writes, so a call wrongly accepted fails the test
+  // rather than overrunning the buffer.
+  std::vector<float> pooled(static_cast<std::size_t>(s.batch * s.heads * (s.tokens + 64) * s.head_dim), 0.0f);
+  dr::RotaryArgs a;
+  a.x = x.view();
+  a.out = out.mutable_view();
+  a.cos = table.data();
+  a.sin = table.data();
+  a.pooled = pooled.data();
+  a.pool_block = 8;
+  a.pooled_blocks = 5;  // ceil(37 / 8)
+  EXPECT_NO_THROW(dr::apply_rotary(a, dr::Device::cpu));
+  dr::RotaryArgs b = a;
+  for (const int block : {0, -1, -8}) {
+    b = a;
+    b.pool_block = block;
+    b.pooled_blocks = 1;
+    EXPECT_DR_FIELD(dr::apply_rotary(b, dr::Device::cpu), "pool_block");
+  }
+  for (const std::int64_t blocks : {std::int64_t{0}, std::int64_t{-1}, std::int64_t{6}, std::int64_t{100}}) {
+    b = a;
+    b.pooled_blocks = blocks;
+    EXPECT_DR_FIELD(dr::apply_rotary(b, dr::Device::cpu), "pooled_blocks");
+  }
+  // The bound is ceil(tokens / pool_block): 37 tokens hold one block of 37 or more, two of 36.
+  for (const auto& [block, blocks, ok] : std::vector<std::tuple<int, std::int64_t, bool>>{
+           {37, 1, true}, {37, 2, false}, {36, 2, true}, {36, 3, false}, {1000, 1, true}, {1000, 2, false},
+           {1, 37, true}, {1, 38, false}}) {
+    b = a;
+    b.pool_block = block;
+    b.pooled_blocks = blocks;
+    SCOPED_TRACE("pool_block " + std::to_string(block) + " pooled_blocks " + std::to_string(blocks));
+    if (ok) {
+      EXPECT_NO_THROW(dr::apply_rotary(b, dr::Device::cpu));
+    } else {
+      EXPECT_DR_FIELD(dr::apply_rotary(b, dr::Device::cpu), "pooled_blocks");
+    }
+  }
+  // Without `pooled` the pooling fields keep their defaults and are not checked.
+  b = a;
+  b.pooled = nullptr;
+  b.pool_block = 0;
+  b.pooled_blocks = 0;
+  EXPECT_NO_THROW(dr::apply_rotary(b, dr::Device::cpu));
+}

@@ -3,9 +3,13 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <set>
 #include <sstream>
+#include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "dynamicrad/geometry.h"
@@ -237,7 +241,9 @@ TEST(Select, ModeNames) {
   EXPECT_DR_ERROR(dr::parse_selection_mode("static_ratio", "lut.rows[1].mode"), "mode");
 }
 
-TEST(Select, PoolBlocksIsTheBlockMeanWithShortLastBlock) {
+namespace {
+
+dr::VideoGeometry short_last_block_geometry() {
   dr::VideoGeometry g;
   g.frames = 1;
   g.height = 3;
@@ -246,6 +252,13 @@ TEST(Select, PoolBlocksIsTheBlockMeanWithShortLastBlock) {
   g.batch = 2;
   g.heads = 3;
   g.head_dim = 5;
+  return g;
+}
+
+}  // namespace
+
+TEST(Select, PoolBlocksIsTheBlockMeanWithShortLastBlock) {
+  const dr::VideoGeometry g = short_last_block_geometry();
   const dr::Shape shape = dr_test::make_shape(2, 69, 3, 5);
   dr_test::Rng rng(17);
   dr::HostTensor q = dr_test::random_tensor(rng, shape);
@@ -634,6 +647,171 @@ TEST(Select, SyntheticPipelineInvariants) {
       check_selection(prior, pooled, sp, layout, tally);
       if (HasFailure()) return;
       EXPECT_TRUE(same_layout(layout, dr::select_blocks(prior, dr::pool_blocks(qkv.q.view(), qkv.k.view(), g), sp)));
+    }
+  }
+}
+
+// pool_blocks() with a PooledPrefix: the first prefix.blocks blocks are copied from the prefix, the
+// rest pooled, so a prefix of pooling's own means changes nothing.
+namespace {
+
+// The first `blocks` blocks of every (batch, head) of `p`, laid out as a PooledPrefix wants them:
+// [batch, heads, blocks, head_dim].
+struct PrefixArrays {
+  std::vector<float> q, k;
+  std::int64_t blocks = 0;
+  dr::PooledPrefix prefix() const { return dr::PooledPrefix{q.data(), k.data(), blocks}; }
+};
+
+PrefixArrays prefix_arrays(const dr::PooledBlocks& p, std::int64_t blocks) {
+  PrefixArrays a;
+  a.blocks = blocks;
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    for (std::int64_t h = 0; h < p.heads; ++h)
+      for (std::int64_t blk = 0; blk < blocks; ++blk)
+        for (std::int64_t d = 0; d < p.head_dim; ++d) {
+          a.q.push_back(p.q[pooled_index(p, b, h, blk, d)]);
+          a.k.push_back(p.k[pooled_index(p, b, h, blk, d)]);
+        }
+  return a;
+}
+
+std::size_t prefix_index(const dr::PooledBlocks& p, std::int64_t blocks, std::int64_t b, std::int64_t h,
+                         std::int64_t blk, std::int64_t d) {
+  return static_cast<std::size_t>(((b * p.heads + h) * blocks + blk) * p.head_dim + d);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// Checks that `got` is `want` bit for bit, naming the first differing mean.
+void expect_same_pooled(const dr::PooledBlocks& got, const dr::PooledBlocks& want, const std::string& what) {
+  ASSERT_EQ(got.batch, want.batch) << what;
+  ASSERT_EQ(got.heads, want.heads) << what;
+  ASSERT_EQ(got.blocks, want.blocks) << what;
+  ASSERT_EQ(got.head_dim, want.head_dim) << what;
+  for (const auto& [g, w, name] : {std::make_tuple(&got.q, &want.q, "q"), std::make_tuple(&got.k, &want.k, "k")}) {
+    ASSERT_EQ(g->size(), w->size()) << what << " " << name;
+    if (same_bits(*g, *w)) continue;
+    for (std::size_t i = 0; i < g->size(); ++i)
+      if (std::memcmp(&(*g)[i], &(*w)[i], sizeof(float)) != 0) {
+        const std::int64_t n = static_cast<std::int64_t>(i);
+        ADD_FAILURE() << what << ": pooled " << name << "[b " << n / (want.head_dim * want.blocks * want.heads) << ", h "
+                      << (n / (want.head_dim * want.blocks)) % want.heads << ", blk " << (n / want.head_dim) % want.blocks
+                      << ", d " << n % want.head_dim << "] = " << (*g)[i] << ", expected " << (*w)[i];
+        break;
+      }
+  }
+}
+
+
+}  // namespace
+
+TEST(Select, PoolBlocksWithPoolingsOwnPrefixIsPoolBlocks) {
+  dr_test::Rng rng(61);
+  std::vector<std::pair<dr::VideoGeometry, dr::DType>> cases = {
+      {short_last_block_geometry(), dr::DType::f32},
+      {[] {
+         dr::VideoGeometry g = candidate_rich_geometry();
+         g.frames = 11;  // 1386 tokens, block 32: the last block holds 10 tokens
+         return g;
+       }(),
+       dr::DType::f16},
+  };
+  for (int i = 0; i < 12; ++i) {
+    const dr::DType dtypes[] = {dr::DType::f32, dr::DType::bf16, dr::DType::f16};
+    cases.emplace_back(dr_test::random_geometry(rng, 3000), dtypes[i % 3]);
+  }
+  for (const auto& [g, dtype] : cases) {
+    const dr::Shape shape = dr_test::make_shape(g.batch, dr::total_tokens(g), g.heads, g.head_dim);
+    const dr::HostTensor q = dr_test::random_tensor(rng, shape, 1.0, dtype);
+    const dr::HostTensor k = dr_test::random_tensor(rng, shape, 2.0, dtype);
+    const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
+    const std::int64_t blocks = dr::num_blocks(g);
+    ASSERT_EQ(full.blocks, blocks);
+    std::vector<std::int64_t> counts = {0, 1, blocks / 2, blocks - 1, blocks};
+    std::sort(counts.begin(), counts.end());
+    counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
+    for (const std::int64_t P : counts) {
+      const std::string what = describe(g) + " " + dr::to_string(dtype) + " prefix blocks " + std::to_string(P);
+      const PrefixArrays arrays = prefix_arrays(full, P);
+      expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.prefix()), full, what);
+    }
+    // No prefix: null pointers are allowed with zero blocks.
+    expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{}), full, describe(g) + " empty prefix");
+    if (HasFailure()) return;
+  }
+}
+
+TEST(Select, PoolBlocksAdoptsThePrefixValues) {
+  const dr::VideoGeometry g = short_last_block_geometry();
+  const dr::Shape shape = dr_test::make_shape(2, 69, 3, 5);
+  dr_test::Rng rng(62);
+  const dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
+  const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
+
+  // Two means of a 2-block prefix changed: exactly those two change in the result.
+  PrefixArrays arrays = prefix_arrays(full, 2);
+  arrays.q[prefix_index(full, 2, 1, 2, 0, 3)] = 1234.5f;
+  arrays.k[prefix_index(full, 2, 0, 1, 1, 0)] = -77.25f;
+  dr::PooledBlocks want = full;
+  want.q[pooled_index(full, 1, 2, 0, 3)] = 1234.5f;
+  want.k[pooled_index(full, 0, 1, 1, 0)] = -77.25f;
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.prefix()), want, "edited prefix");
+
+  // A prefix of every block from other tensors: the result is their pooling; q and k are not pooled.
+  const dr::HostTensor q2 = dr_test::random_tensor(rng, shape, 3.0), k2 = dr_test::random_tensor(rng, shape, 0.5);
+  const dr::PooledBlocks other = dr::pool_blocks(q2.view(), k2.view(), g);
+  const PrefixArrays all = prefix_arrays(other, 3);
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, all.prefix()), other, "whole prefix of other tensors");
+
+  // Other tensors' first block, then q and k's own blocks 1 and 2.
+  const PrefixArrays first = prefix_arrays(other, 1);
+  dr::PooledBlocks mixed = full;
+  for (std::int64_t b = 0; b < 2; ++b)
+    for (std::int64_t h = 0; h < 3; ++h)
+      for (std::int64_t d = 0; d < 5; ++d) {
+        mixed.q[pooled_index(full, b, h, 0, d)] = other.q[pooled_index(other, b, h, 0, d)];
+        mixed.k[pooled_index(full, b, h, 0, d)] = other.k[pooled_index(other, b, h, 0, d)];
+      }
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, first.prefix()), mixed, "one block of other tensors");
+}
+
+TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
+  dr::VideoGeometry g;
+  g.frames = 2;
+  g.height = 4;
+  g.width = 9;  // 72 tokens, block 32: 3 blocks
+  g.block_size = 32;
+  g.heads = 2;
+  g.head_dim = 4;
+  const dr::Shape shape = dr_test::make_shape(1, 72, 2, 4);
+  dr_test::Rng rng(63);
+  const dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
+  const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
+  const PrefixArrays all = prefix_arrays(full, 3);
+  EXPECT_NO_THROW(dr::pool_blocks(q.view(), k.view(), g, all.prefix()));
+  for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{4}, std::int64_t{100}}) {
+    SCOPED_TRACE(blocks);
+    EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{all.q.data(), all.k.data(), blocks}),
+                    "pooled_blocks");
+  }
+  const PrefixArrays two = prefix_arrays(full, 2);
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, two.k.data(), 2}), "pooled_q");
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{two.q.data(), nullptr, 2}), "pooled_k");
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, nullptr, 1}), "pooled_q");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {nan, inf, -inf}) {
+    for (const std::size_t where : {std::size_t{0}, two.q.size() - 1}) {
+      SCOPED_TRACE(std::to_string(bad) + " at " + std::to_string(where));
+      PrefixArrays broken = two;
+      broken.k[where] = bad;
+      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.prefix()), "pooled_k");
+      broken = two;
+      broken.q[where] = bad;
+      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.prefix()), "pooled_q");
     }
   }
 }

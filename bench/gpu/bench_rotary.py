@@ -16,21 +16,13 @@ import sys
 import torch
 
 import dynamicrad
+from gpu_timing import gpu_seconds
 
 
 def median_ms(fn, repeats: int = 10, calls: int = 20) -> float:
     for _ in range(3):
         fn()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(calls):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / calls)
-    return statistics.median(times)
+    return 1e3 * statistics.median(gpu_seconds(fn, calls) for _ in range(repeats))
 
 
 def wan() -> None:
@@ -64,8 +56,12 @@ def hunyuan() -> None:
 
     with torch.no_grad():
         ours = median_ms(lambda: dynamicrad.norm_rotary(x, norm.weight, 1e-6, cos, sin, "hunyuan_video", video))
+        pooled = median_ms(lambda: dynamicrad.norm_rotary_pooled(x, norm.weight, 1e-6, cos, sin, "hunyuan_video",
+                                                                 video, 128, video // 128))
         stock = median_ms(stock_pass)
     report("HunyuanVideo 720p (single-stream, 256 text tokens)", x, ours, None, stock)
+    print(f"  with the block means of the {video // 128} video blocks (norm_rotary_pooled): {pooled:.3f} ms "
+          f"(+{pooled - ours:.3f} ms)", flush=True)
 
 
 def report(name: str, x: torch.Tensor, ours: float, rotation, stock: float) -> None:

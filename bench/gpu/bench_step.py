@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 import time
 
@@ -37,6 +38,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import dynamicrad
 from gpu_clocks import ClockSampler, format_clocks
+from gpu_timing import gpu_seconds
 from kernel_breakdown import format_breakdown, profile_call
 
 # diffusers configs of the released checkpoints (transformer/config.json).
@@ -180,22 +182,46 @@ def ratio_for(geometry: dynamicrad.Geometry, prior: dict, target: float, device:
     return lo, achieved
 
 
-def selection_overhead(state, layers: int, device: str, repeats: int = 10) -> float:
-    """Seconds of layout selection for `layers` layers: the engine's select() alone on layer-shaped
-    random Q/K (a slot no layer uses)."""
+def selection_overhead(state, layers: int, device: str, fused_pooling: bool = False, repeats: int = 10) -> tuple:
+    """Seconds of DynamicRad's own work for `layers` layers, timed alone on layer-shaped random Q/K (a
+    slot no layer uses): the engine's select(). With fused pooling (HunyuanVideo's processor pools the
+    video blocks in the Q/K norm + rotary pass), select() from those block means, plus what pooling
+    adds to that pass for Q and K (norm_rotary_pooled against norm_rotary, interleaved rounds).
+    Returns (select seconds, seconds added to the norm + rotary pass), both for all `layers`."""
     engine = next(iter(state._engines.values()))
     g = engine.geometry
     selection = state.selection(g)
     q = torch.randn(1, g.tokens, g.heads, g.head_dim, device=device, dtype=torch.bfloat16)
     k = torch.randn_like(q)
     slot = 0
-    engine.select(q, k, selection, slot)
+    pooled, added = None, 0.0
+    if fused_pooling:
+        video = g.frames * g.height * g.width
+        blocks = video // g.block_size if g.text_tokens else -(-video // g.block_size)
+        weight = (1 + 0.1 * torch.randn(g.head_dim, device=device)).to(torch.bfloat16)
+        cos = torch.randn(video, g.head_dim, device=device)
+        sin = torch.randn(video, g.head_dim, device=device)
+        args = (1e-6, cos, sin, "hunyuan_video", video)
+
+        def plain():
+            return [dynamicrad.norm_rotary(x, weight, *args) for x in (q, k)]
+
+        def fused():
+            return [dynamicrad.norm_rotary_pooled(x, weight, *args, g.block_size, blocks) for x in (q, k)]
+
+        pooled = tuple(p for _, p in fused())
+        rounds = {"plain": [], "fused": []}
+        for _ in range(5):
+            for name, fn in (("plain", plain), ("fused", fused)):
+                rounds[name].append(gpu_seconds(fn, 4))
+        added = max(0.0, statistics.median(rounds["fused"]) - statistics.median(rounds["plain"])) * layers
+    engine.select(q, k, selection, slot, pooled=pooled)
     synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
-        engine.select(q, k, selection, slot)
+        engine.select(q, k, selection, slot, pooled=pooled)
     synchronize()
-    return (time.perf_counter() - start) / repeats * layers
+    return (time.perf_counter() - start) / repeats * layers, added
 
 
 def reset_peak() -> None:
@@ -216,7 +242,7 @@ def profiled(model, inputs, enabled: bool):
 
 
 def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
-        compile_mode: str = "none", profile: bool = False, layers=None) -> dict:
+        compile_mode: str = "none", profile: bool = False, layers=None, unfused_pooling_at=None) -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device, layers)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -225,14 +251,14 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
               "latents": list(inputs["hidden_states"].shape), "modes": {}}
     if compile_mode in ("none", "both"):
         result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                           stock_rotary_at, "eager", profile)
+                                           stock_rotary_at, "eager", profile, unfused_pooling_at)
     if compile_mode in ("regional", "both"):
         # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
         # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
         # compiles; time_call's warm-up call absorbs it.
         model.compile_repeated_blocks(fullgraph=True)
         result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                              stock_rotary_at, "compiled", profile)
+                                              stock_rotary_at, "compiled", profile, unfused_pooling_at)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -240,7 +266,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
 
 
 def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
-            stock_rotary_at, label: str, profile: bool = False) -> dict:
+            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None) -> dict:
     """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
     compiled). With ``profile``, also the GPU time of one call of each by kind of kernel."""
     tag = f"[{model_name}, {label}]"
@@ -292,6 +318,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     if stock_rotary_at is not None:  # to separate the gains
         configs += [(stock_rotary_at, "rotary")] if model_name == "wan" else []
         configs += [(stock_rotary_at, "stock")]
+    if unfused_pooling_at is not None and model_name == "hunyuan":  # selection pooling Q and K itself
+        configs += [(unfused_pooling_at, "unfused pool")]
     for target, qk_pass in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
@@ -299,7 +327,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
                                   prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
-                                  fused_rotary=qk_pass != "stock", fused_norm=qk_pass == "norm+rotary")
+                                  fused_rotary=qk_pass != "stock", fused_norm=qk_pass in ("norm+rotary", "unfused pool"),
+                                  fused_pooling=qk_pass == "norm+rotary")
         reset_peak()
         t0 = time.time()
         mean, best, out, clocks = time_call(model, inputs, repeats)
@@ -309,13 +338,16 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
-        overhead = selection_overhead(state, len(sparse_layers), device)
+        fused_pooling = model_name == "hunyuan" and qk_pass == "norm+rotary" and device == "cuda"
+        select_s, pooling_s = selection_overhead(state, len(sparse_layers), device, fused_pooling)
+        overhead = select_s + pooling_s
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
         entry = {
             "target_sparsity": target, "qk_pass": qk_pass, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
             "selection_s": overhead, "selection_share": overhead / mean,
+            "select_s": select_s, "pooling_in_rotary_s": pooling_s,
             "peak_bytes": peak, "engine_device_bytes": engine_bytes,
             "extra_memory_share": (peak + engine_bytes - stock_peak) / stock_peak if stock_peak else 0.0,
             "relative_error_vs_stock": err,
@@ -331,7 +363,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         runs.append(entry)
         log(f"{tag} sparsity {layer_sparsity:.3f} (target {target}, "
             f"Q/K pass: {qk_pass}): {mean:.3f} s, "
-            f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step, "
+            f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step "
+            f"({1e3 * select_s:.0f} ms select + {1e3 * pooling_s:.0f} ms pooling in the Q/K pass), "
             f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}; {format_clocks(clocks)}")
         if breakdown:
             log(format_breakdown(f"{tag} DynamicRad at {target}", breakdown))
@@ -367,6 +400,8 @@ def main() -> int:
     parser.add_argument("--stock-rotary-at", type=float, help="also time this sparsity with the stock Q/K "
                         "arithmetic (fused_rotary=False) and, for Wan, with the one-pass rotary after the stock "
                         "norm (fused_norm=False), to separate the gains")
+    parser.add_argument("--unfused-pooling-at", type=float, help="HunyuanVideo: also time this sparsity with "
+                        "fused_pooling=False (selection pools Q and K itself)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--layers", type=int, help="keep this many blocks of each kind: a quick check of "
                         "memory and errors at full width and length (the step times are not the model's)")
@@ -395,7 +430,7 @@ def main() -> int:
     if args.profile and args.device != "cuda":
         parser.error("--profile needs --device cuda (it sums GPU kernel times)")
     results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
-                   args.profile, args.layers) for m in models]
+                   args.profile, args.layers, args.unfused_pooling_at) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)

@@ -14,7 +14,7 @@ from torch.profiler import ProfilerActivity, profile
 # (category, pattern on the kernel name), first match wins.
 CATEGORIES = (
     ("sparse attention (DynamicRad)", re.compile(r"dynamicrad.*(wgmma|mma_sync)_attention_kernel")),
-    ("selection (DynamicRad)", re.compile(r"dynamicrad.*(pool|pool_scalar|select|compact)_kernel")),
+    ("selection (DynamicRad)", re.compile(r"dynamicrad.*(pool|pool_scalar|adopt_pooled|select|compact)_kernel")),
     ("rotary (DynamicRad one pass)", re.compile(r"dynamicrad.*rotary_\w*kernel")),
     ("dense attention", re.compile(r"sdpa|flash|fmha|cudnn", re.IGNORECASE)),
     ("GEMM", re.compile(r"gemm|nvjet|xmma|cutlass|cublas", re.IGNORECASE)),

@@ -74,6 +74,14 @@ int dr_engine_describe(const dr_engine* engine, char* json, size_t json_size, si
 int dr_engine_select(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_selection* selection,
                      int32_t slot, void* stream, char* error, size_t error_size);
 
+/* dr_engine_select with the block means of the first pooled_blocks blocks already computed (the
+ * pooled output of dr_norm_rotary): pooled_q, pooled_k float [batch, heads, pooled_blocks, head_dim]
+ * in the engine's device memory; pooled_blocks in [0, blocks]. The layout equals dr_engine_select's
+ * when the means are the pooling of q and k. */
+int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const float* pooled_q,
+                            const float* pooled_k, int64_t pooled_blocks, const dr_selection* selection,
+                            int32_t slot, void* stream, char* error, size_t error_size);
+
 /* Attention over the layout of `slot`; lse: float [batch, heads, tokens] or NULL. */
 int dr_engine_attend(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
                      const dr_tensor* out, float* lse, int32_t slot, void* stream, char* error, size_t error_size);
@@ -100,6 +108,9 @@ typedef struct dr_norm_rotary_options {
   int32_t norm_weighting;   /* 0: weight in float (torch.nn.RMSNorm), 1: after rounding to x's dtype (diffusers' RMSNorm) */
   int32_t pairs;            /* 0: cos[2i] / sin[2i+1] for both (Wan), 1: each output its own entries (apply_rotary_emb) */
   int64_t rotated_tokens;   /* tokens [0, rotated_tokens) are rotated, the rest only normalised; -1: all */
+  float* pooled;            /* NULL, or float [batch, heads, pooled_blocks, head_dim]: block means of out (rotary.h) */
+  int32_t pool_block;       /* tokens a pooled block, >= 1 (with pooled) */
+  int64_t pooled_blocks;    /* [1, ceil(tokens / pool_block)] (with pooled) */
 } dr_norm_rotary_options;
 
 /* The Q/K RMSNorm and rotary embedding in one pass (rotary.h): out = rotate(norm(x)) with cos / sin

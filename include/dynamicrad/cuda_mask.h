@@ -58,7 +58,10 @@ class CudaMaskBuilder {
   // q, k: device pointers, [batch, tokens, heads, head_dim] f32 / f16 / bf16 (same dtype), in the
   // prior's sequence order. stream: a cudaStream_t or nullptr. Throws Error on a shape mismatch or
   // bad params (checked on the host, before any launch).
-  void build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream);
+  // `pooled`: device means of the first pooled.blocks blocks (select.h), adopted instead of pooling
+  // them (a NaN or Inf among them is reported as one in Q or K).
+  void build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream,
+             const PooledPrefix& pooled = {});
 
   // The layout of the last build (device memory owned by the builder).
   DeviceLayoutView device_layout() const;

@@ -67,8 +67,13 @@ class SparseAttentionEngine {
   std::int64_t tokens() const;  // total_tokens(geometry)
 
   // Selects the layout of `slot` from q and k. stream: the cudaStream_t (cuda) or nullptr.
+  // `pooled`: the block means of the first pooled.blocks blocks, already computed on the engine's
+  // device (see PooledPrefix); selection pools only the other blocks. The layout is the one q and
+  // k alone give when the means are pooling's. Tokens inside those blocks are not read for scores:
+  // a NaN or Inf there shows up as a non-finite mean (Error "pooled_q" / "pooled_k" on the CPU,
+  // "q" / "k" from kept() on the CUDA engine).
   void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
-              void* stream = nullptr);
+              void* stream = nullptr, const PooledPrefix& pooled = {});
 
   // Block-sparse attention with the layout of `slot` (see attention.h for args; args.stream is used
   // on the CUDA engine). The batch must be the one the slot's layout was selected for.

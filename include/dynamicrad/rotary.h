@@ -56,6 +56,14 @@ struct RotaryArgs {
   NormScope norm_scope = NormScope::token;
   NormWeighting norm_weighting = NormWeighting::in_float;
   double norm_eps = 0.0;               // the RMSNorm's eps (>= 0, finite)
+  // Block means of `out` for selection (select.h's PooledPrefix), taken in the same pass: when
+  // pooled is given, pooled[b, h, blk, :] for blk < pooled_blocks is the mean of out's tokens
+  // [blk * pool_block, min((blk + 1) * pool_block, tokens)), with pool_blocks()' arithmetic (float
+  // sums in ascending token order of the rounded outputs, times 1.0f / count), so it equals pooling
+  // `out` bit for bit. pooled_blocks in [1, ceil(tokens / pool_block)].
+  float* pooled = nullptr;             // [batch, heads, pooled_blocks, head_dim] float, or nullptr
+  int pool_block = 0;                  // tokens a block (the geometry's block_size), >= 1
+  std::int64_t pooled_blocks = 0;
   void* stream = nullptr;              // cuda: the cudaStream_t (nullptr: the default stream)
   int threads = 0;                     // cpu: worker threads (0: all)
 };

@@ -62,6 +62,27 @@ struct PooledBlocks {
 // names the tensor and the first bad element).
 PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const VideoGeometry& geometry);
 
+// Block means of a call's first `blocks` blocks, computed before selection (apply_rotary's pooled
+// output, which pools Q and K in the same pass that writes them): q, k float [batch, heads, blocks,
+// head_dim], contiguous, in the memory of the device that selects. They must be what pooling q and
+// k would give (pool_blocks' arithmetic); selection then pools only blocks [blocks, all blocks).
+// blocks = 0: nothing computed before (q, k may be null).
+struct PooledPrefix {
+  const float* q = nullptr;
+  const float* k = nullptr;
+  std::int64_t blocks = 0;
+};
+
+// Throws Error("pooled_blocks") unless 0 <= prefix.blocks <= blocks, Error("pooled_q" / "pooled_k")
+// for a null pointer when prefix.blocks > 0 (the values are checked where they are read).
+void validate(const PooledPrefix& prefix, std::int64_t blocks);
+
+// pool_blocks() with the first prefix.blocks blocks copied from `prefix` (host memory). Throws Error
+// naming "pooled_blocks" when prefix.blocks is outside [0, blocks of the geometry], "pooled_q" /
+// "pooled_k" for a null pointer or a non-finite mean.
+PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const VideoGeometry& geometry,
+                         const PooledPrefix& prefix);
+
 // z(R, C) for pooled means q_mean[head_dim], k_mean[head_dim]: eight double lanes (lane j sums
 // elements j, j + 8, ... in ascending order), combined as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)),
 // times scale.

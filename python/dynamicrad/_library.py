@@ -63,6 +63,9 @@ class NormRotaryOptions(ctypes.Structure):
         ("norm_weighting", ctypes.c_int32),
         ("pairs", ctypes.c_int32),
         ("rotated_tokens", ctypes.c_int64),
+        ("pooled", ctypes.c_void_p),
+        ("pool_block", ctypes.c_int32),
+        ("pooled_blocks", ctypes.c_int64),
     ]
 
 
@@ -95,6 +98,9 @@ def library() -> ctypes.CDLL:
         "dr_engine_device": ([vp, ctypes.POINTER(i32), ctypes.POINTER(i32)] + c_err, ctypes.c_int),
         "dr_engine_describe": ([vp, ctypes.c_char_p, ctypes.c_size_t, sizep] + c_err, ctypes.c_int),
         "dr_engine_select": ([vp, tp, tp, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int),
+        "dr_engine_select_pooled": (
+            [vp, tp, tp, vp, vp, ctypes.c_int64, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int
+        ),
         "dr_engine_attend": ([vp, tp, tp, tp, tp, vp, i32, vp] + c_err, ctypes.c_int),
         "dr_engine_kept": ([vp, i32, i64p, i64p] + c_err, ctypes.c_int),
         "dr_engine_layout": ([vp, i32, i64p, i64p, vp, vp] + c_err, ctypes.c_int),

@@ -47,6 +47,10 @@ class DynamicRadConfig:
                        stock norm sums in float, so a value can differ from stock's in its last
                        bit; False keeps the stock norm (Wan's one-pass rotary then gives the stock
                        bits exactly; HunyuanVideo then runs its stock norm and rotary).
+    fused_pooling:     with fused_norm (HunyuanVideo): the block means that selection scores come
+                       from are taken in the same pass as the norm and rotary, so selection does
+                       not read Q and K once more; the layouts are the same bits either way. (Wan
+                       has no such kernel yet: there it would only move the pooling pass.)
     keep_layouts:      keep every layer's last layout (on the GPU: about batch x heads x kept blocks
                        x 4 bytes a layer) so that ``state.save_mask_png`` can draw any layer; off,
                        only the layer that ran last can be drawn.
@@ -68,6 +72,7 @@ class DynamicRadConfig:
     keep_layouts: bool = False
     fused_rotary: bool = True
     fused_norm: bool = True
+    fused_pooling: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -84,7 +89,7 @@ class DynamicRadConfig:
                 raise ValueError(f"{name} = {value!r}: must be an integer >= 0")
         if not isinstance(self.refresh_interval, int) or isinstance(self.refresh_interval, bool) or self.refresh_interval < 1:
             raise ValueError(f"refresh_interval = {self.refresh_interval!r}: must be an integer >= 1")
-        for name in ("keep_layouts", "fused_rotary", "fused_norm"):
+        for name in ("keep_layouts", "fused_rotary", "fused_norm", "fused_pooling"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} = {getattr(self, name)!r}: must be True or False")
         if self.dense_padding not in DENSE_PADDINGS:

@@ -239,10 +239,13 @@ class Engine:
         )
         _lib.check(status, error, "save_mask_png")
 
-    def select(self, q: torch.Tensor, k: torch.Tensor, selection: Selection, slot: int = 0) -> None:
-        """Selects the slot's layout from q and k ([batch, tokens, heads, head_dim])."""
+    def select(self, q: torch.Tensor, k: torch.Tensor, selection: Selection, slot: int = 0,
+               pooled: Optional[tuple] = None) -> None:
+        """Selects the slot's layout from q and k ([batch, tokens, heads, head_dim]); ``pooled``: the
+        block means of the first blocks of q and k, already computed (``norm_rotary_pooled``)."""
+        pooled_q, pooled_k = (None, None) if pooled is None else pooled
         select_into(self.handle, q, k, selection.mode_code, selection.r_near, selection.r_far,
-                    selection.tau_near, selection.tau_far, slot)
+                    selection.tau_near, selection.tau_far, slot, pooled_q, pooled_k)
 
     def attend(self, q, k, v, out, lse: Optional[torch.Tensor], slot: int = 0) -> None:
         """Writes attention over the slot's layout into ``out`` (and ``lse``, float32 [batch, heads, tokens])."""
@@ -270,15 +273,34 @@ def check_engine_device(handle: int, t: torch.Tensor, name: str) -> None:
 
 
 def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_near: float, tau_far: float,
-                slot: int) -> None:
-    """dr_engine_select on a raw handle (the torch operator's path)."""
+                slot: int, pooled_q: Optional[torch.Tensor] = None, pooled_k: Optional[torch.Tensor] = None) -> None:
+    """dr_engine_select on a raw handle (the torch operator's path); with pooled_q / pooled_k (the
+    block means of the first blocks, [batch, heads, blocks, head_dim] float32, e.g. from
+    ``norm_rotary_pooled``) dr_engine_select_pooled."""
     check_engine_device(handle, q, "q")
     cq, ck = c_tensor(q, "q"), c_tensor(k, "k")
     sel = _lib.Selection(mode, r_near, r_far, tau_near, tau_far)
     error = _lib.error_buffer()
-    status = _lib.library().dr_engine_select(
-        ctypes.c_void_p(handle), ctypes.byref(cq), ctypes.byref(ck), ctypes.byref(sel), slot, _stream(q), error,
-        len(error),
+    if pooled_q is None and pooled_k is None:
+        status = _lib.library().dr_engine_select(
+            ctypes.c_void_p(handle), ctypes.byref(cq), ctypes.byref(ck), ctypes.byref(sel), slot, _stream(q), error,
+            len(error),
+        )
+        _lib.check(status, error, "select")
+        return
+    if pooled_q is None or pooled_k is None:
+        raise ValueError("pooled_q, pooled_k: give both block means or neither")
+    b, _, h, d = q.shape
+    blocks = pooled_q.shape[2] if pooled_q.dim() == 4 else -1
+    for t, name in ((pooled_q, "pooled_q"), (pooled_k, "pooled_k")):
+        if t.dtype != torch.float32 or t.dim() != 4 or tuple(t.shape) != (b, h, blocks, d):
+            raise ValueError(f"{name}: expected float32 [batch, heads, blocks, head_dim] = [{b}, {h}, blocks, {d}] "
+                             f"(the same blocks for both), got {t.dtype} {tuple(t.shape)}")
+        check_engine_device(handle, t, name)
+    pooled_q, pooled_k = pooled_q.contiguous(), pooled_k.contiguous()
+    status = _lib.library().dr_engine_select_pooled(
+        ctypes.c_void_p(handle), ctypes.byref(cq), ctypes.byref(ck), ctypes.c_void_p(pooled_q.data_ptr()),
+        ctypes.c_void_p(pooled_k.data_ptr()), blocks, ctypes.byref(sel), slot, _stream(q), error, len(error),
     )
     _lib.check(status, error, "select")
 

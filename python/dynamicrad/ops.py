@@ -14,6 +14,7 @@ and floats, which the compiler treats as constants of the graph.
 from __future__ import annotations
 
 import ctypes
+from typing import Optional
 
 import torch
 
@@ -34,6 +35,8 @@ def _sparse_attention(
     r_far: float,
     tau_near: float,
     tau_far: float,
+    pooled_q: Optional[torch.Tensor] = None,
+    pooled_k: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if not (q.device == k.device == v.device):
         raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
@@ -41,7 +44,7 @@ def _sparse_attention(
         raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if select:
-        select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot)
+        select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot, pooled_q, pooled_k)
     out = torch.empty_like(q)
     b, n, h, _ = q.shape
     lse = torch.empty((b, h, n), dtype=torch.float32, device=q.device)
@@ -50,7 +53,7 @@ def _sparse_attention(
 
 
 @_sparse_attention.register_fake
-def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far):
+def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far, pooled_q=None, pooled_k=None):
     b, n, h, _ = q.shape
     return torch.empty_like(q, memory_format=torch.contiguous_format), q.new_empty((b, h, n), dtype=torch.float32)
 
@@ -63,14 +66,20 @@ def sparse_attention(
     selection: Selection,
     slot: int = 0,
     select: bool = True,
+    pooled: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Block-sparse attention of q, k, v ([batch, tokens, heads, head_dim], the diffusers layout; no
     transposes) with a layout selected from q and k inside the engine's radial prior.
 
+    ``pooled``: the block means of q and k for the first blocks, already computed (``norm_rotary_pooled``;
+    float32 [batch, heads, blocks, head_dim] each); selection then pools only the other blocks. The
+    layout is the same.
+
     Returns (out [batch, tokens, heads, head_dim], lse float32 [batch, heads, tokens])."""
+    pooled_q, pooled_k = (None, None) if pooled is None else pooled
     return torch.ops.dynamicrad.sparse_attention(
         q, k, v, engine.handle, slot, select, selection.mode_code,
-        selection.r_near, selection.r_far, selection.tau_near, selection.tau_far,
+        selection.r_near, selection.r_far, selection.tau_near, selection.tau_far, pooled_q, pooled_k,
     )
 
 
@@ -80,8 +89,9 @@ _STYLES = ("wan", "hunyuan_video")
 
 
 def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, weight, eps: float, style: str,
-                      rotated_tokens: int, what: str) -> torch.Tensor:
-    """dr_norm_rotary: the rotation of x in ``style``, with the model's RMSNorm first when ``weight`` is given."""
+                      rotated_tokens: int, what: str, pool_block: int = 0, pooled_blocks: int = 0):
+    """dr_norm_rotary: the rotation of x in ``style``, with the model's RMSNorm first when ``weight`` is
+    given; with ``pool_block`` > 0 returns (out, block means of out's first ``pooled_blocks`` blocks)."""
     if style not in _STYLES:
         raise ValueError(f"style: {style!r}; allowed: {', '.join(repr(s) for s in _STYLES)}")
     if cos.dtype != torch.float32 or sin.dtype != torch.float32:
@@ -121,6 +131,18 @@ def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wei
         options.norm_weighting = 1 if hunyuan and x.dtype != torch.float32 else 0
     x, cos, sin = x.contiguous(), cos.contiguous(), sin.contiguous()
     out = torch.empty_like(x)
+    pooled = None
+    if pool_block > 0:
+        most = -(-n // pool_block)
+        if not 1 <= pooled_blocks <= most:
+            raise ValueError(f"pooled_blocks: {pooled_blocks}; allowed [1, {most}] (blocks of {pool_block} in "
+                             f"{n} tokens)")
+        pooled = torch.empty((b, h, pooled_blocks, d), dtype=torch.float32, device=x.device)
+        options.pooled = pooled.data_ptr()
+        options.pool_block = pool_block
+        options.pooled_blocks = pooled_blocks
+    elif pool_block < 0:
+        raise ValueError(f"pool_block: {pool_block}; must be >= 1 (tokens a block)")
     cx, cout = c_tensor(x, "x"), c_tensor(out, "out")
     cuda = x.device.type == "cuda"
     stream = ctypes.c_void_p(torch.cuda.current_stream(x.device).cuda_stream) if cuda else None
@@ -130,7 +152,7 @@ def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wei
         ctypes.c_void_p(sin.data_ptr()), 1 if cuda else 0, stream, error, len(error),
     )
     _lib.check(status, error, what)
-    return out
+    return out if pooled is None else (out, pooled)
 
 
 @torch.library.custom_op("dynamicrad::rotary", mutates_args=())
@@ -176,3 +198,34 @@ def norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Te
     The norm's sum of squares is taken in double (the stock norms sum in float), so a value can differ
     from stock's in its last bit; CPU and CUDA give the same bits."""
     return torch.ops.dynamicrad.norm_rotary(x, weight, eps, cos, sin, style, rotated_tokens)
+
+
+@torch.library.custom_op("dynamicrad::norm_rotary_pooled", mutates_args=())
+def _norm_rotary_pooled(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor,
+                        style: str, rotated_tokens: int, pool_block: int,
+                        pooled_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    if pool_block < 1:
+        raise ValueError(f"pool_block: {pool_block}; must be >= 1 (tokens a block)")
+    return _call_norm_rotary(x, cos, sin, weight, eps, style, rotated_tokens, "norm_rotary_pooled", pool_block,
+                             pooled_blocks)
+
+
+@_norm_rotary_pooled.register_fake
+def _(x, weight, eps, cos, sin, style, rotated_tokens, pool_block, pooled_blocks):
+    b, _, h, d = x.shape
+    return (torch.empty_like(x, memory_format=torch.contiguous_format),
+            x.new_empty((b, h, pooled_blocks, d), dtype=torch.float32))
+
+
+def norm_rotary_pooled(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.Tensor, sin: torch.Tensor,
+                       style: str, rotated_tokens: int, pool_block: int,
+                       pooled_blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``norm_rotary`` that also returns the block means selection needs, taken in the same pass:
+    (out, pooled) with pooled float32 [batch, heads, pooled_blocks, head_dim], the mean of out's tokens
+    [i * pool_block, (i + 1) * pool_block) (a last block cut at the end of x), pooling's arithmetic
+    bit for bit. Pass them to ``sparse_attention(..., pooled=(pooled_q, pooled_k))`` for a sequence whose
+    first blocks are these tokens. ``pooled_blocks`` in [1, ceil(tokens / pool_block)]. HunyuanVideo's
+    norm (``style="hunyuan_video"``) has a kernel that pools as it writes; the other cases pool the
+    output afterwards on the GPU."""
+    return torch.ops.dynamicrad.norm_rotary_pooled(x, weight, eps, cos, sin, style, rotated_tokens, pool_block,
+                                                   pooled_blocks)

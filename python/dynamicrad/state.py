@@ -156,9 +156,11 @@ class DynamicRadState:
     def selection(self, geometry: Geometry) -> Selection:
         return self._entry(geometry)[1]
 
-    def attention(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0) -> torch.Tensor:
+    def attention(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0,
+                  pooled: Optional[tuple] = None) -> torch.Tensor:
         """Sparse attention of one layer for batch elements that share one text length.
-        q, k, v: [batch, video + text_tokens, heads, head_dim]."""
+        q, k, v: [batch, video + text_tokens, heads, head_dim]; pooled: None or the block means of
+        the first blocks of q and k (``sparse_attention``'s)."""
         geometry = self.geometry(q.shape[2], q.shape[3], text_tokens)
         if q.shape[1] != geometry.tokens:
             raise ValueError(
@@ -170,7 +172,7 @@ class DynamicRadState:
         layout_key = (id(engine), slot)
         # Reuse needs a layout of this slot for this batch; otherwise select now.
         select = self._selects_now() or self._layouts.get(layout_key) != q.shape[0]
-        out, _ = sparse_attention(q, k, v, engine, self.selection(geometry), slot=slot, select=select)
+        out, _ = sparse_attention(q, k, v, engine, self.selection(geometry), slot=slot, select=select, pooled=pooled)
         self._layouts[layout_key] = q.shape[0]
         if self._records_step.get(layer) != self.step:
             self._records[layer] = []

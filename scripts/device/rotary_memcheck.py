@@ -18,6 +18,11 @@ for dtype in (torch.bfloat16, torch.float16, torch.float32):
         dynamicrad.norm_rotary(x, torch.ones(h * d, device="cuda", dtype=dtype), 1e-6, cos, sin)
         dynamicrad.norm_rotary(x, torch.ones(d, device="cuda", dtype=dtype), 1e-6, cos[: n - 2], sin[: n - 2],
                                "hunyuan_video", n - 2)
+        # with the block means: HunyuanVideo's pooling kernel (head_dim 128) or pooling afterwards
+        dynamicrad.norm_rotary_pooled(x, torch.ones(d, device="cuda", dtype=dtype), 1e-6, cos[: n - 2], sin[: n - 2],
+                                      "hunyuan_video", n - 2, 8, (n + 7) // 8)
+        dynamicrad.norm_rotary_pooled(x, torch.ones(h * d, device="cuda", dtype=dtype), 1e-6, cos, sin, "wan", -1,
+                                      16, (n + 15) // 16)
     # a head of 1040 values (read twice), a long Wan row (70 x 128)
     x = torch.randn(1, 5, 2, 1040, device="cuda").to(dtype)
     cos, sin = torch.randn(5, 1040, device="cuda"), torch.randn(5, 1040, device="cuda")

@@ -169,6 +169,18 @@ int dr_engine_select(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, 
   });
 }
 
+int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const float* pooled_q,
+                            const float* pooled_k, int64_t pooled_blocks, const dr_selection* selection,
+                            int32_t slot, void* stream, char* error, size_t error_size) {
+  return guarded(error, error_size, [&] {
+    dr::PooledPrefix pooled;
+    pooled.q = pooled_q;
+    pooled.k = pooled_k;
+    pooled.blocks = pooled_blocks;
+    live(engine).select(const_tensor(q, "q"), const_tensor(k, "k"), selection_of(selection), slot, stream, pooled);
+  });
+}
+
 int dr_engine_attend(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
                      const dr_tensor* out, float* lse, int32_t slot, void* stream, char* error, size_t error_size) {
   return guarded(error, error_size, [&] {
@@ -251,6 +263,9 @@ int dr_norm_rotary(const dr_tensor* x, const dr_tensor* out, const dr_norm_rotar
     a.norm_weighting = pick(o.norm_weighting, "norm_weighting", "0 (in float), 1 (after rounding)",
                             dr::NormWeighting::in_float, dr::NormWeighting::after_rounding);
     a.norm_eps = o.norm_eps;
+    a.pooled = o.pooled;
+    a.pool_block = o.pool_block;
+    a.pooled_blocks = o.pooled_blocks;
     a.stream = stream;
     dr::apply_rotary(a, device == 1 ? dr::Device::cuda : dr::Device::cpu);
   });

@@ -12,7 +12,7 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior&, std::int64_t, std::int64_t,
   throw Error("device", "built without CUDA: the GPU mask builder is not available");
 }
 CudaMaskBuilder::~CudaMaskBuilder() = default;
-void CudaMaskBuilder::build(const ConstTensor&, const ConstTensor&, const SelectionParams&, void*) {}
+void CudaMaskBuilder::build(const ConstTensor&, const ConstTensor&, const SelectionParams&, void*, const PooledPrefix&) {}
 DeviceLayoutView CudaMaskBuilder::device_layout() const { return {}; }
 BlockLayout CudaMaskBuilder::download(void*) const { return {}; }
 std::int64_t CudaMaskBuilder::kept_blocks(void*) const { return 0; }

@@ -1,6 +1,8 @@
 // Mean pooling of Q and K per block: the one pass over Q and K that block scores need.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "core/check.h"
 #include "dynamicrad/select.h"
@@ -35,15 +37,21 @@ void accumulate_row(const void* src, DType dtype, std::int64_t n, float* acc) {
   }
 }
 
-// Sums every block of `t` into out[batch, heads, blocks, head_dim], then divides by block sizes.
-void pool_one(const ConstTensor& t, const VideoGeometry& g, std::vector<float>& out) {
+// Sums every block from `first_block` of `t` into out[batch, heads, blocks, head_dim], then divides
+// by block sizes; the first blocks are copied from prefix [batch, heads, first_block, head_dim].
+void pool_one(const ConstTensor& t, const VideoGeometry& g, const float* prefix, std::int64_t first_block,
+              std::vector<float>& out) {
   const Shape& s = t.shape;
   const std::int64_t blocks = num_blocks(g);
   out.assign(static_cast<std::size_t>(s.batch * s.heads * blocks * s.head_dim), 0.0f);
+  for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
+    const float* src = prefix + bh * first_block * s.head_dim;
+    std::copy(src, src + first_block * s.head_dim, out.data() + bh * blocks * s.head_dim);
+  }
   const std::size_t elem = dtype_size(t.dtype);
   const auto* base = static_cast<const std::byte*>(t.data);
   for (std::int64_t b = 0; b < s.batch; ++b) {
-    for (std::int64_t tok = 0; tok < s.tokens; ++tok) {
+    for (std::int64_t tok = first_block * g.block_size; tok < s.tokens; ++tok) {
       const std::int64_t blk = tok / g.block_size;
       for (std::int64_t h = 0; h < s.heads; ++h) {
         const std::int64_t src_index = ((b * s.tokens + tok) * s.heads + h) * s.head_dim;
@@ -52,7 +60,7 @@ void pool_one(const ConstTensor& t, const VideoGeometry& g, std::vector<float>& 
       }
     }
   }
-  for (std::int64_t blk = 0; blk < blocks; ++blk) {
+  for (std::int64_t blk = first_block; blk < blocks; ++blk) {
     const std::int64_t size = std::min<std::int64_t>(g.block_size, s.tokens - blk * g.block_size);
     const float inv = 1.0f / static_cast<float>(size);
     for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
@@ -85,8 +93,22 @@ void require_finite(const ConstTensor& t, const std::vector<float>& pooled, cons
 
 }  // namespace
 
+void validate(const PooledPrefix& prefix, std::int64_t blocks) {
+  detail::require(prefix.blocks >= 0 && prefix.blocks <= blocks, "pooled_blocks",
+                  std::to_string(prefix.blocks) + ": allowed [0, " + std::to_string(blocks) + "] (the call's blocks)");
+  if (prefix.blocks == 0) return;
+  detail::require(prefix.q != nullptr, "pooled_q", "is null (pooled_blocks > 0)");
+  detail::require(prefix.k != nullptr, "pooled_k", "is null (pooled_blocks > 0)");
+}
+
 PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const VideoGeometry& geometry) {
+  return pool_blocks(q, k, geometry, PooledPrefix{});
+}
+
+PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const VideoGeometry& geometry,
+                         const PooledPrefix& prefix) {
   validate(geometry);
+  validate(prefix, num_blocks(geometry));
   const Shape expected{geometry.batch, total_tokens(geometry), geometry.heads, geometry.head_dim};
   detail::require_shape(q, expected, "q");
   detail::require_shape(k, expected, "k");
@@ -97,9 +119,17 @@ PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const Video
   pooled.heads = geometry.heads;
   pooled.blocks = num_blocks(geometry);
   pooled.head_dim = geometry.head_dim;
-  pool_one(q, geometry, pooled.q);
+  const std::int64_t prefix_values = geometry.batch * geometry.heads * prefix.blocks * geometry.head_dim;
+  for (const auto& [values, name] : {std::pair<const float*, const char*>{prefix.q, "pooled_q"}, {prefix.k, "pooled_k"}}) {
+    for (std::int64_t i = 0; i < prefix_values; ++i) {
+      detail::require(std::isfinite(values[i]), name,
+                      "value " + std::to_string(i) + " is " + (std::isnan(values[i]) ? "NaN" : "Inf") +
+                          ": block means must be finite");
+    }
+  }
+  pool_one(q, geometry, prefix.q, prefix.blocks, pooled.q);
   require_finite(q, pooled.q, "q");
-  pool_one(k, geometry, pooled.k);
+  pool_one(k, geometry, prefix.k, prefix.blocks, pooled.k);
   require_finite(k, pooled.k, "k");
   return pooled;
 }

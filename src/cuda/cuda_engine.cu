@@ -74,12 +74,16 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   }
 
   void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
-              void* stream) override {
+              void* stream, const PooledPrefix& pooled) override {
     require_device_memory(q.data, "q", device_);
     require_device_memory(k.data, "k", device_);
+    if (pooled.blocks > 0) {
+      require_device_memory(pooled.q, "pooled_q", device_);
+      require_device_memory(pooled.k, "pooled_k", device_);
+    }
     Guard guard(device_);
     PerBatch& b = per_batch(q.shape.batch);
-    b.builder->build(q, k, params, stream);
+    b.builder->build(q, k, params, stream, pooled);
     // The status copy reads the builder's last row offset and flags; it must land before a later
     // build on another stream overwrites them, which stream order guarantees for one stream.
     SlotInfo& info = slots_[slot];

@@ -1,9 +1,10 @@
 // GPU mask builder (cuda_mask.h): pooling, scoring, selection and CSR compaction on the device.
 //
 // Kernels, in launch order:
-//   pool_kernel     one CTA per (block, batch): each thread sums a few elements of the heads * dim row
-//                   over the block's tokens in ascending order (the CPU's order), then multiplies by
-//                   1.0f / tokens;
+//   pool_kernel     (pool.cuh) one CTA per (block, batch): each thread sums a few elements of the
+//                   heads * dim row over the block's tokens in ascending order (the CPU's order),
+//                   then multiplies by 1.0f / tokens; blocks whose means came with the call
+//                   (PooledPrefix) are copied instead (adopt_pooled_kernel);
 //   select_kernel   one CTA per layout row: scores of the prior row (static-ratio: only the entries
 //                   it ranks), then the static-ratio ranks or the dynamic-threshold masses, writing a
 //                   keep flag per prior entry and the row's count;
@@ -22,6 +23,7 @@
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/element.cuh"
+#include "cuda/pool.cuh"
 #include "dynamicrad/cuda_mask.h"
 #include "dynamicrad/error.h"
 
@@ -31,7 +33,6 @@ namespace {
 
 using cuda::check_cuda;
 
-constexpr int kPoolMaxThreads = 1024;
 constexpr int kSelectThreads = 128;
 constexpr int kWarp = 32;
 constexpr int kScoreLanes = 8;  // lanes of block_score()
@@ -41,62 +42,19 @@ constexpr int kNonFiniteK = 2;
 
 using cuda::to_float;
 
-// x: [batch, tokens, heads, dim]; out: [batch, heads, blocks, dim]. One CTA per (block, batch): a
-// token's heads * dim values are contiguous, so each thread owns kVec consecutive elements of that
-// row (one 16-byte load per token) and sums them over the block's tokens in ascending order.
-template <class T>
-__global__ void pool_kernel(const T* __restrict__ x, std::int64_t tokens, std::int64_t heads, std::int64_t dim,
-                            std::int64_t blocks, int block_size, float* __restrict__ out, int* flags, int flag) {
-  constexpr int kVec = 16 / sizeof(T);
-  const std::int64_t blk = blockIdx.x;
-  const std::int64_t b = blockIdx.y;
-  const std::int64_t t0 = blk * block_size;
-  const int n = static_cast<int>(min(static_cast<std::int64_t>(block_size), tokens - t0));
-  const float inv = 1.0f / static_cast<float>(n);
-  const std::int64_t row = heads * dim;  // elements per token
-  const T* base = x + (b * tokens + t0) * row;
+// Copies block means computed before selection (select.h's PooledPrefix, [batch * heads,
+// prefix_blocks, dim]) into the builder's [batch * heads, blocks, dim] buffer, flagging a
+// non-finite value as pooling would. One CTA per (batch * head, block).
+__global__ void adopt_pooled_kernel(const float* __restrict__ src, std::int64_t prefix_blocks, std::int64_t blocks,
+                                    std::int64_t dim, float* __restrict__ dst, int* flags, int flag) {
+  const std::int64_t r = blockIdx.x;
+  const std::int64_t bh = r / prefix_blocks;
+  const std::int64_t blk = r % prefix_blocks;
   bool finite = true;
-  for (std::int64_t e0 = static_cast<std::int64_t>(threadIdx.x) * kVec; e0 < row; e0 += static_cast<std::int64_t>(blockDim.x) * kVec) {
-    float acc[kVec];
-#pragma unroll
-    for (int v = 0; v < kVec; ++v) acc[v] = 0.0f;
-#pragma unroll 4
-    for (int i = 0; i < n; ++i) {
-      const uint4 packed = *reinterpret_cast<const uint4*>(base + i * row + e0);
-      const T* values = reinterpret_cast<const T*>(&packed);
-#pragma unroll
-      for (int v = 0; v < kVec; ++v) acc[v] += to_float(values[v]);
-    }
-#pragma unroll
-    for (int v = 0; v < kVec; ++v) {
-      const std::int64_t e = e0 + v;
-      const float mean = acc[v] * inv;
-      out[((b * heads + e / dim) * blocks + blk) * dim + e % dim] = mean;
-      finite = finite && isfinite(mean);
-    }
-  }
-  if (!finite) atomicOr(flags, flag);
-}
-
-// The same sums one element per thread, for rows that are not a whole number of 16-byte vectors.
-template <class T>
-__global__ void pool_scalar_kernel(const T* __restrict__ x, std::int64_t tokens, std::int64_t heads, std::int64_t dim,
-                                   std::int64_t blocks, int block_size, float* __restrict__ out, int* flags, int flag) {
-  const std::int64_t blk = blockIdx.x;
-  const std::int64_t b = blockIdx.y;
-  const std::int64_t t0 = blk * block_size;
-  const int n = static_cast<int>(min(static_cast<std::int64_t>(block_size), tokens - t0));
-  const float inv = 1.0f / static_cast<float>(n);
-  const std::int64_t row = heads * dim;
-  const T* base = x + (b * tokens + t0) * row;
-  bool finite = true;
-  for (std::int64_t e = threadIdx.x; e < row; e += blockDim.x) {
-    float acc = 0.0f;
-#pragma unroll 8
-    for (int i = 0; i < n; ++i) acc += to_float(base[i * row + e]);
-    const float mean = acc * inv;
-    out[((b * heads + e / dim) * blocks + blk) * dim + e % dim] = mean;
-    finite = finite && isfinite(mean);
+  for (std::int64_t e = threadIdx.x; e < dim; e += blockDim.x) {
+    const float v = src[r * dim + e];
+    dst[(bh * blocks + blk) * dim + e] = v;
+    finite = finite && isfinite(v);
   }
   if (!finite) atomicOr(flags, flag);
 }
@@ -453,9 +411,11 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
 
 CudaMaskBuilder::~CudaMaskBuilder() = default;
 
-void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream_ptr) {
+void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream_ptr,
+                            const PooledPrefix& pooled) {
   validate(params);
   State& s = *state_;
+  validate(pooled, s.prior.blocks);
   const VideoGeometry& g = s.prior.geometry;
   const Shape expected{s.batch, total_tokens(g), s.heads, s.head_dim};
   for (const auto& [t, name] : {std::pair<const ConstTensor&, const char*>{q, "q"}, {k, "k"}}) {
@@ -468,31 +428,34 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
   if (k.dtype != q.dtype) throw Error("k", "dtype " + to_string(k.dtype) + " differs from q's " + to_string(q.dtype));
   auto stream = static_cast<cudaStream_t>(stream_ptr);
   check_cuda(cudaMemsetAsync(s.flags, 0, sizeof(int), stream), "cudaMemsetAsync (flags)");
-  const dim3 pool_grid(static_cast<unsigned>(s.prior.blocks), static_cast<unsigned>(s.batch));
-  const std::int64_t row = s.heads * s.head_dim;
-  const unsigned pool_threads = static_cast<unsigned>(std::min<std::int64_t>(kPoolMaxThreads, std::max<std::int64_t>(kWarp, row / 8)));
-  const auto launch = [&](auto* typed, float* out, int flag) {
-    using T = std::remove_const_t<std::remove_pointer_t<decltype(typed)>>;
-    constexpr int vec = 16 / sizeof(T);
-    const bool aligned = reinterpret_cast<std::uintptr_t>(typed) % 16 == 0 && row % vec == 0;
-    if (aligned) {
-      pool_kernel<T><<<pool_grid, pool_threads, 0, stream>>>(typed, expected.tokens, s.heads, s.head_dim, s.prior.blocks,
-                                                              g.block_size, out, s.flags, flag);
-    } else {
-      pool_scalar_kernel<T><<<pool_grid, pool_threads, 0, stream>>>(typed, expected.tokens, s.heads, s.head_dim,
-                                                                     s.prior.blocks, g.block_size, out, s.flags, flag);
+  const auto pool = [&](const ConstTensor& t, const float* prefix, float* out, int flag) {
+    if (pooled.blocks > 0) {
+      const std::int64_t rows = s.batch * s.heads * pooled.blocks;
+      const unsigned threads = static_cast<unsigned>(std::min<std::int64_t>(128, ((s.head_dim + kWarp - 1) / kWarp) * kWarp));
+      adopt_pooled_kernel<<<static_cast<unsigned>(rows), threads, 0, stream>>>(prefix, pooled.blocks, s.prior.blocks,
+                                                                                s.head_dim, out, s.flags, flag);
+      check_cuda(cudaGetLastError(), "adopt_pooled_kernel launch");
     }
-    check_cuda(cudaGetLastError(), "pool_kernel launch");
-  };
-  const auto pool = [&](const ConstTensor& t, float* out, int flag) {
+    cuda::PoolTarget target;
+    target.tokens = expected.tokens;
+    target.heads = s.heads;
+    target.dim = s.head_dim;
+    target.batch = s.batch;
+    target.block_size = g.block_size;
+    target.first_block = pooled.blocks;
+    target.end_block = s.prior.blocks;
+    target.out_blocks = s.prior.blocks;
+    target.out = out;
+    target.flags = s.flags;
+    target.flag = flag;
     switch (t.dtype) {
-      case DType::f32: launch(static_cast<const float*>(t.data), out, flag); break;
-      case DType::f16: launch(static_cast<const __half*>(t.data), out, flag); break;
-      case DType::bf16: launch(static_cast<const __nv_bfloat16*>(t.data), out, flag); break;
+      case DType::f32: cuda::launch_pool(static_cast<const float*>(t.data), target, stream); break;
+      case DType::f16: cuda::launch_pool(static_cast<const __half*>(t.data), target, stream); break;
+      case DType::bf16: cuda::launch_pool(static_cast<const __nv_bfloat16*>(t.data), target, stream); break;
     }
   };
-  pool(q, s.pooled_q, kNonFiniteQ);
-  pool(k, s.pooled_k, kNonFiniteK);
+  pool(q, pooled.q, s.pooled_q, kNonFiniteQ);
+  pool(k, pooled.k, s.pooled_k, kNonFiniteK);
 
   SelectParams p{};
   p.prior_offsets = s.prior_offsets;

@@ -5,6 +5,9 @@
 //   * NormScope::head: a warp takes several heads of a token at once, one vector a lane each, in
 //     registers, their sums of squares warp reductions; heads longer than a warp's vectors are read
 //     twice.
+//   * NormScope::head with the pooled output (select.h's PooledPrefix): a warp takes two heads of
+//     one layout block through the block's tokens, so the block means are float sums in registers
+//     instead of a second pass over the output (other cases pool the output with pool.cuh).
 // Sums of squares are taken in double in a fixed order: each thread's own values in order, then a
 // shuffle tree, then (a CTA) the warps' partials in order.
 #include <cuda_bf16.h>
@@ -15,6 +18,7 @@
 
 #include "cuda/cuda_check.cuh"
 #include "cuda/element.cuh"
+#include "cuda/pool.cuh"
 #include "dynamicrad/rotary.h"
 
 namespace dynamicrad::detail {
@@ -56,6 +60,7 @@ struct Params {
   double eps;
   std::int64_t tokens;
   std::int64_t rotated;
+  std::int64_t first_token;  // the launch covers tokens [first_token, tokens) of every batch element
   int heads;
   int head_dim;
   bool after_rounding;  // NormWeighting::after_rounding
@@ -126,6 +131,12 @@ __device__ double block_sum(double sum) {
   return total;
 }
 
+// The row (batch * tokens + token) of launch item `item` of a launch over tokens [first_token, tokens).
+__device__ __forceinline__ std::int64_t row_of(const Params& p, std::int64_t item) {
+  const std::int64_t span = p.tokens - p.first_token;
+  return (item / span) * p.tokens + p.first_token + item % span;
+}
+
 __device__ __forceinline__ float factor(double sum, int count, double eps) {
   return static_cast<float>(1.0 / sqrt(sum / static_cast<double>(count) + eps));
 }
@@ -135,7 +146,7 @@ __device__ __forceinline__ float factor(double sum, int count, double eps) {
 // row in registers, at fewer CTAs an SM, was no faster inside the Wan step: BENCHMARKS.md.)
 template <class T, bool kNorm, int kVec>
 __global__ void __launch_bounds__(kThreads) rotary_row_kernel(const __grid_constant__ Params p) {
-  const std::int64_t row = blockIdx.x;  // batch * tokens + token
+  const std::int64_t row = row_of(p, blockIdx.x);  // batch * tokens + token
   const std::int64_t n = row % p.tokens;
   const int width = p.heads * p.head_dim;
   const T* x_row = static_cast<const T*>(p.x) + row * width;
@@ -180,7 +191,7 @@ __global__ void __launch_bounds__(kThreads) rotary_heads_kernel(const __grid_con
   const int warps = static_cast<int>(blockDim.x / 32);
   const int h0 = (static_cast<int>(blockIdx.y) * warps + static_cast<int>(threadIdx.x / 32)) * kWarpHeads;
   if (h0 >= p.heads) return;  // the whole warp
-  const std::int64_t row = blockIdx.x;
+  const std::int64_t row = row_of(p, blockIdx.x);
   const std::int64_t n = row % p.tokens;
   const int d = (threadIdx.x % 32) * kVec;
   const bool lane_active = d < p.head_dim;
@@ -225,9 +236,11 @@ __global__ void __launch_bounds__(kThreads) rotary_heads_kernel(const __grid_con
 template <class T, int kVec>
 __global__ void __launch_bounds__(kThreads) rotary_head_kernel(const __grid_constant__ Params p,
                                                                 std::int64_t heads_total) {
-  const std::int64_t item = static_cast<std::int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
-  if (item >= heads_total) return;  // the whole warp
-  const std::int64_t n = (item / p.heads) % p.tokens;
+  const std::int64_t local = static_cast<std::int64_t>(blockIdx.x) * (kThreads / 32) + threadIdx.x / 32;
+  if (local >= heads_total) return;  // the whole warp
+  const std::int64_t row = row_of(p, local / p.heads);
+  const std::int64_t item = row * p.heads + local % p.heads;
+  const std::int64_t n = row % p.tokens;
   const T* x_head = static_cast<const T*>(p.x) + item * p.head_dim;
   T* out_head = static_cast<T*>(p.out) + item * p.head_dim;
   constexpr int kStride = 32 * kVec;
@@ -253,6 +266,113 @@ __global__ void __launch_bounds__(kThreads) rotary_head_kernel(const __grid_cons
   }
 }
 
+// Heads a warp of rotary_pool_heads_kernel carries through a layout block, and its CTA size at most.
+// Measured on an H100 (HunyuanVideo 720p single-stream Q, bf16, 2026-11-27): 2 heads a warp took
+// 0.862 ms, 3: 0.876, 4: 0.928, 8: 0.890, 1: 1.122; rotary_heads_kernel alone takes 0.888 ms and
+// pooling its output afterwards 0.269 ms more. Taking 2 to 8 tokens at a time (their loads in flight
+// together) was slower in every shape tried (0.953 to 2.503 ms): more registers, fewer warps.
+constexpr int kPoolHeads = 2;
+constexpr int kPoolThreads = 256;
+
+struct PoolParams {
+  float* pooled;       // [batch, heads, blocks, head_dim]
+  int block;           // tokens a block
+  std::int64_t blocks;
+};
+
+// NormScope::head with short heads (head_dim <= 32 * kVec) and the pooled output. Warp w of CTA
+// (block, y, batch) takes kHeads heads of one layout block through the block's tokens in ascending
+// order, one vector a lane. Each token is normalised and rotated as rotary_heads_kernel does (the same
+// bits), and its rounded outputs are added to float sums, pool_blocks()' order. Lane j computes the
+// norm factor of head j % kHeads only (the double square root and division that every lane would
+// otherwise repeat for every head) and shuffles hand it to the others. The next token's values are
+// loaded before this token's reductions run.
+template <class T, int kVec, int kHeads>
+__global__ void __launch_bounds__(kPoolThreads) rotary_pool_heads_kernel(const __grid_constant__ Params p,
+                                                                          const __grid_constant__ PoolParams pp) {
+  static_assert(kHeads <= 32, "one norm factor a lane");
+  const int warps = static_cast<int>(blockDim.x / 32);
+  const int h0 = (static_cast<int>(blockIdx.y) * warps + static_cast<int>(threadIdx.x / 32)) * kHeads;
+  if (h0 >= p.heads) return;  // the whole warp
+  const std::int64_t blk = blockIdx.x;
+  const std::int64_t b = blockIdx.z;
+  const std::int64_t t0 = blk * pp.block;
+  const int count = static_cast<int>(min(static_cast<std::int64_t>(pp.block), p.tokens - t0));
+  const int lane = static_cast<int>(threadIdx.x % 32);
+  const int d = lane * kVec;
+  const bool lane_active = d < p.head_dim;
+  const int dc = lane_active ? d : 0;
+  const std::int64_t width = static_cast<std::int64_t>(p.heads) * p.head_dim;
+  const T* x_block = static_cast<const T*>(p.x) + (b * p.tokens + t0) * width;
+  T* out_block = static_cast<T*>(p.out) + (b * p.tokens + t0) * width;
+  int head_offset[kHeads];  // heads past the last clamped to it (loaded, never stored)
+#pragma unroll
+  for (int v = 0; v < kHeads; ++v) head_offset[v] = min(h0 + v, p.heads - 1) * p.head_dim + dc;
+  float w[kVec];
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) w[k] = p.weight[dc + k];
+  float acc[kHeads][kVec];
+  float f[kHeads][kVec];
+#pragma unroll
+  for (int v = 0; v < kHeads; ++v) {
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) acc[v][k] = 0.0f;
+    load<T, kVec>(x_block + head_offset[v], f[v]);
+  }
+  for (int i = 0; i < count; ++i) {
+    float next[kHeads][kVec];
+    if (i + 1 < count) {
+#pragma unroll
+      for (int v = 0; v < kHeads; ++v) load<T, kVec>(x_block + (i + 1) * width + head_offset[v], next[v]);
+    }
+    const std::int64_t n = t0 + i;
+    const bool rotated = n < p.rotated;
+    TableSlice<kVec> t;
+    if (rotated) load_slice(p, n, dc, t);
+    double mine = 0.0;  // the sum of squares of head lane % kHeads
+#pragma unroll
+    for (int v = 0; v < kHeads; ++v) {
+      double sum = 0.0;
+      if (lane_active) {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) sum += static_cast<double>(f[v][k]) * static_cast<double>(f[v][k]);
+      }
+      sum = warp_sum(sum);
+      if (lane % kHeads == v) mine = sum;
+    }
+    const float r_mine = factor(mine, p.head_dim, p.eps);
+#pragma unroll
+    for (int v = 0; v < kHeads; ++v) {
+      const float r = __shfl_sync(0xffffffffu, r_mine, v);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) f[v][k] = normalise<T>(f[v][k], r, w[k], p.after_rounding);
+      if (rotated) rotate(f[v], t);
+#pragma unroll
+      for (int k = 0; k < kVec; ++k) {
+        f[v][k] = to_float(from_float<T>(f[v][k]));  // the value the output holds
+        acc[v][k] += f[v][k];
+      }
+      if (lane_active && h0 + v < p.heads) store<T, kVec>(out_block + i * width + head_offset[v], f[v]);
+    }
+    if (i + 1 < count) {
+#pragma unroll
+      for (int v = 0; v < kHeads; ++v) {
+#pragma unroll
+        for (int k = 0; k < kVec; ++k) f[v][k] = next[v][k];
+      }
+    }
+  }
+  if (!lane_active) return;
+  const float inv = 1.0f / static_cast<float>(count);
+#pragma unroll
+  for (int v = 0; v < kHeads; ++v) {
+    if (h0 + v >= p.heads) break;
+    float* mean = pp.pooled + ((b * p.heads + h0 + v) * pp.blocks + blk) * p.head_dim + d;
+#pragma unroll
+    for (int k = 0; k < kVec; ++k) mean[k] = acc[v][k] * inv;
+  }
+}
+
 Params make_params(const RotaryArgs& a) {
   const Shape& s = a.x.shape;
   Params p;
@@ -264,6 +384,7 @@ Params make_params(const RotaryArgs& a) {
   p.eps = a.norm_eps;
   p.tokens = s.tokens;
   p.rotated = a.rotated_tokens < 0 ? s.tokens : a.rotated_tokens;
+  p.first_token = 0;
   p.heads = static_cast<int>(s.heads);
   p.head_dim = static_cast<int>(s.head_dim);
   p.after_rounding = a.norm_weighting == NormWeighting::after_rounding;
@@ -278,10 +399,13 @@ void launch_row(const RotaryArgs& a) {
   cuda::check_cuda(cudaGetLastError(), "rotary_row_kernel launch");
 }
 
+// Tokens [first_token, tokens) of every batch element (none when first_token == tokens).
 template <class T, int kVec>
-void launch_head(const RotaryArgs& a) {
-  const Params p = make_params(a);
-  const std::int64_t rows = a.x.shape.batch * a.x.shape.tokens;
+void launch_head(const RotaryArgs& a, std::int64_t first_token = 0) {
+  Params p = make_params(a);
+  p.first_token = first_token;
+  const std::int64_t rows = a.x.shape.batch * (a.x.shape.tokens - first_token);
+  if (rows == 0) return;
   const auto stream = static_cast<cudaStream_t>(a.stream);
   if (p.head_dim <= 32 * kVec) {
     const int warps_needed = (p.heads + kWarpHeads - 1) / kWarpHeads;
@@ -295,6 +419,41 @@ void launch_head(const RotaryArgs& a) {
   const unsigned grid = static_cast<unsigned>((heads_total + kThreads / 32 - 1) / (kThreads / 32));
   rotary_head_kernel<T, kVec><<<grid, kThreads, 0, stream>>>(p, heads_total);
   cuda::check_cuda(cudaGetLastError(), "rotary_head_kernel launch");
+}
+
+// The pooled blocks with rotary_pool_heads_kernel, then the tokens after them with launch_head.
+template <class T, int kVec>
+void launch_pool_head(const RotaryArgs& a) {
+  const Params p = make_params(a);
+  PoolParams pp;
+  pp.pooled = a.pooled;
+  pp.block = a.pool_block;
+  pp.blocks = a.pooled_blocks;
+  // The warps a block needs, in as few CTAs as kPoolThreads allows, balanced.
+  const int warps_needed = (p.heads + kPoolHeads - 1) / kPoolHeads;
+  const int ctas = (warps_needed * 32 + kPoolThreads - 1) / kPoolThreads;
+  const int warps = (warps_needed + ctas - 1) / ctas;
+  const dim3 grid(static_cast<unsigned>(a.pooled_blocks), static_cast<unsigned>(ctas), static_cast<unsigned>(a.x.shape.batch));
+  const auto stream = static_cast<cudaStream_t>(a.stream);
+  rotary_pool_heads_kernel<T, kVec, kPoolHeads><<<grid, 32 * warps, 0, stream>>>(p, pp);
+  cuda::check_cuda(cudaGetLastError(), "rotary_pool_heads_kernel launch");
+  launch_head<T, kVec>(a, std::min<std::int64_t>(a.pooled_blocks * a.pool_block, a.x.shape.tokens));
+}
+
+// The block means of the output, read back (the cases without a fused kernel).
+template <class T>
+void pool_output(const RotaryArgs& a) {
+  cuda::PoolTarget t;
+  t.tokens = a.x.shape.tokens;
+  t.heads = a.x.shape.heads;
+  t.dim = a.x.shape.head_dim;
+  t.batch = a.x.shape.batch;
+  t.block_size = a.pool_block;
+  t.first_block = 0;
+  t.end_block = a.pooled_blocks;
+  t.out_blocks = a.pooled_blocks;
+  t.out = a.pooled;
+  cuda::launch_pool(static_cast<const T*>(a.out.data), t, static_cast<cudaStream_t>(a.stream));
 }
 
 bool aligned(const void* ptr, std::size_t bytes) { return reinterpret_cast<std::uintptr_t>(ptr) % bytes == 0; }
@@ -311,10 +470,15 @@ template <class T>
 void launch(const RotaryArgs& a) {
   if (a.norm_weight != nullptr && a.norm_scope == NormScope::head) {
     if (vectors_fit<T, 4>(a)) {
+      if (a.pooled != nullptr && a.x.shape.head_dim <= 32 * 4) {
+        launch_pool_head<T, 4>(a);
+        return;
+      }
       launch_head<T, 4>(a);
     } else {
       launch_head<T, 2>(a);
     }
+    if (a.pooled != nullptr) pool_output<T>(a);
     return;
   }
   constexpr int kWide = 16 / static_cast<int>(sizeof(T));
@@ -324,6 +488,7 @@ void launch(const RotaryArgs& a) {
   } else {
     if (wide) launch_row<T, false, kWide>(a); else launch_row<T, false, 2>(a);
   }
+  if (a.pooled != nullptr) pool_output<T>(a);
 }
 
 }  // namespace

@@ -19,10 +19,11 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
       : prior_(prior), options_(options), counts_(static_cast<std::size_t>(options.slots)),
         plans_(static_cast<std::size_t>(options.keep_layouts ? options.slots : 1)) {}
 
-  void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot, void*) override {
+  void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot, void*,
+              const PooledPrefix& prefix) override {
     VideoGeometry g = prior_.geometry;
     g.batch = q.shape.batch;
-    const PooledBlocks pooled = pool_blocks(q, k, g);
+    const PooledBlocks pooled = pool_blocks(q, k, g, prefix);
     BlockLayout layout = select_blocks(prior_, pooled, params);
     counts_[slot] = KeptBlocks{layout.row_offsets.back(), layout.batch * layout.heads * layout.blocks * layout.blocks};
     AttentionOptions o;

@@ -70,14 +70,15 @@ const RadialPrior& SparseAttentionEngine::prior() const { return prior_; }
 std::int64_t SparseAttentionEngine::tokens() const { return total_tokens(options_.geometry); }
 
 void SparseAttentionEngine::select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
-                                   void* stream) {
+                                   void* stream, const PooledPrefix& pooled) {
   check_slot(slot, options_);
   validate(params);
   check_call_tensor(q, "q", options_);
   check_call_tensor(k, "k", options_);
   require(k.shape == q.shape, "k", "shape " + to_string(k.shape) + " differs from q's " + to_string(q.shape));
   require(k.dtype == q.dtype, "k", "dtype " + to_string(k.dtype) + " differs from q's " + to_string(q.dtype));
-  backend_->select(q, k, params, slot, stream);
+  validate(pooled, num_blocks(options_.geometry));
+  backend_->select(q, k, params, slot, stream, pooled);
 }
 
 void SparseAttentionEngine::attend(const AttentionArgs& args, int slot) const {

@@ -12,7 +12,7 @@ class SparseAttentionEngine::Backend {
  public:
   virtual ~Backend() = default;
   virtual void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
-                      void* stream) = 0;
+                      void* stream, const PooledPrefix& pooled) = 0;
   virtual void attend(const AttentionArgs& args, int slot) const = 0;
   virtual KeptBlocks kept(int slot, void* stream) const = 0;
   virtual BlockLayout layout(int slot, void* stream) const = 0;

@@ -11,6 +11,10 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
   4. A small Wan transformer in bf16 on the GPU: DynamicRad at density 1 against the stock processor.
   5. The same transformer compiled by inductor (compile_repeated_blocks(fullgraph=True)) over dense
      warm-up and sparse steps: eager's outputs within bf16 rounding, one graph for every step.
+  6. Pooling in the Q/K pass (norm_rotary_pooled): the CPU's bits for the output and the block means
+     on every path (HunyuanVideo's pooling kernel, the others pooling afterwards); selection from
+     those means gives the layouts of selection pooling Q and K itself, on CUDA and on the CPU; a
+     small HunyuanVideo transformer gives the same bits with fused_pooling on and off.
 """
 
 from __future__ import annotations
@@ -141,6 +145,62 @@ def hunyuan_rotary_bits() -> None:
           "norm_rotary wan, a long row (70 x 128 values): CUDA == CPU bits")
 
 
+def pooled_bits() -> None:
+    # (shape, rotated tokens, pool block, pooled blocks, offset, style): head_dim 128 and 64 take
+    # HunyuanVideo's pooling kernel (a short last block at 300 tokens; fewer blocks than the tensor
+    # holds at 1031); head_dim 6, an unaligned start and Wan's norm pool afterwards.
+    cases = (((2, 1031, 5, 128), 1000, 128, 7, 0, "hunyuan_video"),
+             ((1, 300, 24, 128), 300, 128, 3, 0, "hunyuan_video"),
+             ((2, 200, 3, 64), 150, 64, 2, 0, "hunyuan_video"),
+             ((1, 77, 3, 6), 70, 32, 3, 0, "hunyuan_video"),
+             ((1, 33, 2, 128), 33, 8, 5, 2, "hunyuan_video"),
+             ((2, 300, 5, 128), 300, 128, 3, 0, "wan"))
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        for shape, video, block, blocks, offset, style in cases:
+            b, n, h, d = shape
+            flat = (torch.randn(b * n * h * d + offset, device="cuda") * 3).to(dtype)
+            x = flat[offset:].view(shape)
+            hunyuan = style == "hunyuan_video"
+            weight = (1 + 0.3 * torch.randn(d if hunyuan else h * d, device="cuda")).to(dtype)
+            if hunyuan:
+                cos, sin = torch.randn(video, d, device="cuda"), torch.randn(video, d, device="cuda")
+                args = (1e-6, cos, sin, style, video)
+            else:
+                cos, sin = torch.randn(1, n, 1, d, device="cuda"), torch.randn(1, n, 1, d, device="cuda")
+                args = (1e-6, cos, sin, style, -1)
+            out, pooled = dynamicrad.norm_rotary_pooled(x, weight, *args, block, blocks)
+            plain = dynamicrad.norm_rotary(x, weight, *args)
+            cpu_args = tuple(a.cpu() if torch.is_tensor(a) else a for a in args)
+            out_c, pooled_c = dynamicrad.norm_rotary_pooled(x.cpu(), weight.cpu(), *cpu_args, block, blocks)
+            name = f"norm_rotary_pooled {style} {shape} block {block} x {blocks} +{offset} ({dtype})"
+            check(torch.equal(out, plain), f"{name}: the output is norm_rotary's")
+            check(torch.equal(out.cpu(), out_c) and torch.equal(pooled.cpu(), pooled_c), f"{name}: CUDA == CPU bits")
+    # Selection from those means: the layouts of selection pooling Q and K itself (text suffix: the
+    # pooled blocks are the video tokens' whole blocks).
+    geometry = dynamicrad.Geometry(frames=4, height=16, width=20, heads=3, head_dim=128, text_tokens=77,
+                                   text_placement="suffix")
+    video = 4 * 16 * 20
+    selections = [dynamicrad.Selection("static-ratio", r_near=0.4, r_far=0.2),
+                  dynamicrad.Selection("dynamic-threshold", tau_near=0.004, tau_far=0.008)]
+    for batch in (1, 2):
+        x = [torch.randn(batch, geometry.tokens, 3, 128, device="cuda").to(torch.bfloat16) for _ in range(2)]
+        weight = (1 + 0.3 * torch.randn(128, device="cuda")).to(torch.bfloat16)
+        cos, sin = torch.randn(video, 128, device="cuda"), torch.randn(video, 128, device="cuda")
+        (q, pq), (k, pk) = (dynamicrad.norm_rotary_pooled(t, weight, 1e-6, cos, sin, "hunyuan_video", video, 128,
+                                                          video // 128) for t in x)
+        for device in ("cuda", "cpu"):
+            engine = dynamicrad.Engine(geometry, prior={"gamma": 0.5}, device=device)
+            on = [t.to(device) for t in (q, k, pq, pk)]
+            for sel in selections:
+                engine.select(on[0], on[1], sel, 0)
+                plain = engine.layout(0)
+                engine.select(on[0], on[1], sel, 0, pooled=(on[2], on[3]))
+                fused = engine.layout(0)
+                check(all(torch.equal(a, b) for a, b in zip(plain, fused)),
+                      f"select from pooled means == select on {device}: batch {batch} {sel.mode}")
+            engine.close()
+
+
 def small_wan(heads: int, channels: int, text_dim: int, layers: int):
     """A random bf16 Wan transformer on the GPU with head_dim 128 (seed 0)."""
     from diffusers import WanTransformer3DModel
@@ -245,6 +305,11 @@ def hunyuan_padded_prompts() -> None:
     check(bool(torch.isfinite(sparse).all()) and sparsity > 0.05,
           f"HunyuanVideo on CUDA: a sparse step with padded prompts runs (sparsity {sparsity:.3f})")
     dynamicrad.disable(model)
+    state = dynamicrad.enable(model, warmup_steps=1, regime="high", fused_pooling=False)
+    call(900.0)
+    check(torch.equal(call(800.0), sparse) and state.mean_sparsity() == sparsity,
+          "HunyuanVideo on CUDA: fused_pooling=False (selection pools Q and K) gives the same bits")
+    dynamicrad.disable(model)
     check(torch.equal(call(900.0), stock), "HunyuanVideo on CUDA: disable() restores stock exactly")
 
 
@@ -256,6 +321,7 @@ def main() -> int:
     compiled_op()
     rotary_bits()
     hunyuan_rotary_bits()
+    pooled_bits()
     wan_density_one()
     wan_compiled_steps()
     hunyuan_padded_prompts()

@@ -301,3 +301,183 @@ def test_processor_outside_forward(make_hunyuan, hunyuan_inputs):
     with pytest.raises(ValueError, match="outside the transformer's forward"):
         with torch.no_grad():
             attn(torch.randn(1, 320, 64), torch.randn(1, 12, 64))
+
+
+# ---- fused pooling: the block means of Q and K from the norm + rotary pass ----------------------
+def _layer_reports(state) -> list:
+    return [(r.layer, r.dense, r.kept, r.total) for r in state.report()]
+
+
+def _layer_layouts(state) -> list:
+    """Every layer's layouts of its last sparse step (keep_layouts=True): (offsets, cols) per record."""
+    return [[tuple(t.clone() for t in engine.layout(slot)) for engine, slot in state._records.get(layer, [])]
+            for layer in range(state.num_layers)]
+
+
+def _same_layouts(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(
+        len(x) == len(y) and all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(x, y))
+        for x, y in zip(a, b))
+
+
+def _run_pooling_pair(make_hunyuan, monkeypatch, inputs: dict, dtype=torch.float32, steps=(900.0,), **config):
+    """The same model (seed 0) with fused_pooling True and False, the same inputs for each timestep of
+    ``steps``: {fused_pooling: (outputs, (reports, layouts) after each step, norm_rotary_pooled calls)}.
+    The mode is static-ratio unless ``config`` says otherwise: its layouts follow the block scores
+    (test_fused_pooling_means_reach_selection), where this tiny model's dynamic-threshold layouts are
+    the prior's alone (the same with every mean zero), so they would not show wrong means."""
+    from dynamicrad.integrations import hunyuan_video as module
+
+    calls = []
+    real = module.norm_rotary_pooled
+
+    def counting(*args, **kwargs):
+        calls.append(args[7:9])  # pool_block, pooled_blocks
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "norm_rotary_pooled", counting)
+    batch = inputs["hidden_states"].shape[0]
+    results = {}
+    for fused_pooling in (True, False):
+        calls.clear()
+        model = make_hunyuan().to(dtype)
+        state = dynamicrad.enable(model, **{**SPARSE, "keep_layouts": True, "mode": "static-ratio", **config},
+                                  fused_pooling=fused_pooling)
+        assert state.config.fused_pooling is fused_pooling
+        outs, reports = [], []
+        for t in steps:
+            outs.append(_forward(model, {**inputs, "timestep": torch.full((batch,), t)}))
+            reports.append((_layer_reports(state), _layer_layouts(state)))
+        results[fused_pooling] = (outs, reports, list(calls))
+        dynamicrad.disable(model)
+    return results
+
+
+def _cast(inputs: dict, dtype) -> dict:
+    return {k: v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v for k, v in inputs.items()}
+
+
+def _assert_same_selection(results) -> None:
+    """fused_pooling True and False: the same report and the same layout bits, every step and layer."""
+    fused, plain = results[True][1], results[False][1]
+    assert len(fused) == len(plain)
+    for (fused_reports, fused_layouts), (plain_reports, plain_layouts) in zip(fused, plain):
+        assert fused_reports == plain_reports
+        assert _same_layouts(fused_layouts, plain_layouts)
+
+
+@pytest.mark.parametrize("lengths", [(12, 7), (9, 4), (7, 7), (12, 12)],
+                         ids=["padded-12-7", "padded-9-4", "padded-7-7", "unpadded"])
+def test_fused_pooling_is_the_same_bits_and_layouts(make_hunyuan, hunyuan_inputs, monkeypatch, lengths):
+    """fused_pooling=True (the default) takes the block means of the video blocks in the norm + rotary
+    pass (norm_rotary_pooled, twice a layer: Q and K); selection's layouts and the output are the same
+    bits as selection pooling Q and K itself, with padded prompts of two lengths (two groups), one
+    padded length (a slice) and no padding."""
+    x = hunyuan_inputs(lengths=lengths)
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, x, dense_layers=0)
+    (fused_out, fused_steps, fused_calls), (plain_out, _, plain_calls) = results[True], results[False]
+    # 320 video tokens = 10 blocks of 32, every one of them whole in the joint sequence
+    assert fused_calls == [(32, 10)] * 8, "norm_rotary_pooled for Q and K of each of the 4 layers"
+    assert plain_calls == []
+    assert torch.equal(fused_out[0], plain_out[0])
+    _assert_same_selection(results)
+    reports, layouts = fused_steps[0]
+    assert all(not dense and 0 < kept < total for _, dense, kept, total in reports)
+    assert [len(per_layer) for per_layer in layouts] == [len(set(lengths))] * 4  # one layout a length group
+
+
+def test_fused_pooling_default_is_on(make_hunyuan, hunyuan_inputs, monkeypatch):
+    from dynamicrad.integrations import hunyuan_video as module
+
+    assert dynamicrad.DynamicRadConfig().fused_pooling is True
+    calls = []
+    real = module.norm_rotary_pooled
+    monkeypatch.setattr(module, "norm_rotary_pooled", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    model = make_hunyuan()
+    state = dynamicrad.enable(model, **SPARSE)
+    assert state.config.fused_pooling is True
+    _forward(model, hunyuan_inputs())
+    assert len(calls) == 8
+
+
+def test_fused_pooling_partial_video_block_tiled3d_and_steps(make_hunyuan, hunyuan_inputs, monkeypatch):
+    """280 video tokens (latents 5 x 14 x 16): 8 whole blocks of video tokens, the ninth shares its
+    block with text tokens, so only 8 means come from the fused pass; the tiled3d order; two steps of
+    of them with a dense first layer; and the default mode (dynamic-threshold)."""
+    x = hunyuan_inputs(lengths=(12, 7))
+    x["hidden_states"] = torch.randn(2, 4, 5, 14, 16, generator=torch.Generator().manual_seed(3))
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, x, steps=(900.0, 700.0))
+    assert results[True][2] == [(32, 8)] * 16 and results[False][2] == []
+    for step in range(2):
+        assert torch.equal(results[True][0][step], results[False][0][step])
+    _assert_same_selection(results)
+    assert results[True][1][0][0][0][1] is True  # dense_layers=1: layer 0 dense
+    assert results[True][1][0][0][1][1] is False
+
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, hunyuan_inputs(lengths=(12, 7)), mode=None)
+    assert results[True][2] == [(32, 10)] * 8
+    assert torch.equal(results[True][0][0], results[False][0][0])
+    _assert_same_selection(results)
+
+    wide = _wide(hunyuan_inputs(lengths=(12, 7)))  # 384 video tokens, tiles differ from raster
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, wide, token_order="tiled3d", dense_layers=0)
+    assert results[True][2] == [(32, 12)] * 8
+    assert torch.equal(results[True][0][0], results[False][0][0])
+    _assert_same_selection(results)
+
+
+def test_fused_pooling_bfloat16(make_hunyuan, hunyuan_inputs, monkeypatch):
+    x = _cast(hunyuan_inputs(lengths=(12, 5)), torch.bfloat16)
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, x, dtype=torch.bfloat16, dense_layers=0)
+    assert results[True][2] == [(32, 10)] * 8
+    assert results[True][0][0].dtype == torch.bfloat16
+    assert torch.equal(results[True][0][0], results[False][0][0])
+    _assert_same_selection(results)
+    assert all(0 < kept < total for _, _, kept, total in results[True][1][0][0])
+
+
+def test_fused_pooling_means_reach_selection(make_hunyuan, hunyuan_inputs, monkeypatch):
+    """The means from norm_rotary_pooled are the ones selection scores: with their block order
+    reversed the layouts and the output change (so the identical results above are not selection
+    ignoring the means, or recomputing them)."""
+    from dynamicrad.integrations import hunyuan_video as module
+
+    x = hunyuan_inputs(lengths=(12, 7))
+    real = module.norm_rotary_pooled
+
+    def reversed_means(*args, **kwargs):
+        out, pooled = real(*args, **kwargs)
+        return out, pooled.flip(2).contiguous()
+
+    results = []
+    for wrapper in (real, reversed_means):
+        monkeypatch.setattr(module, "norm_rotary_pooled", wrapper)
+        model = make_hunyuan()
+        state = dynamicrad.enable(model, **SPARSE, dense_layers=0, mode="static-ratio", keep_layouts=True)
+        results.append((_forward(model, x), _layer_layouts(state)))
+        dynamicrad.disable(model)
+    (good_out, good_layouts), (bad_out, bad_layouts) = results
+    assert all(len(per_layer) == 2 for per_layer in good_layouts + bad_layouts)
+    for layer in range(4):
+        assert not _same_layouts([good_layouts[layer]], [bad_layouts[layer]]), layer
+    assert not torch.equal(bad_out, good_out)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_fused_pooling_is_checked(make_hunyuan, helpers, value):
+    model = make_hunyuan()
+    hooks = helpers.hook_snapshot(model)
+    with pytest.raises(ValueError, match="fused_pooling"):
+        dynamicrad.enable(model, fused_pooling=value)
+    assert getattr(model, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(model) == hooks
+
+
+def test_fused_pooling_off_without_fused_norm(make_hunyuan, hunyuan_inputs, monkeypatch):
+    """fused_pooling needs the one-pass norm: with fused_norm=False the stock norm runs and selection
+    pools Q and K itself (no norm_rotary_pooled call), the same bits as fused_pooling=False."""
+    x = hunyuan_inputs(lengths=(12, 7))
+    results = _run_pooling_pair(make_hunyuan, monkeypatch, x, dense_layers=0, fused_norm=False)
+    assert results[True][2] == [] and results[False][2] == []
+    assert torch.equal(results[True][0][0], results[False][0][0])
+    _assert_same_selection(results)

@@ -610,3 +610,325 @@ def test_rotary_opcheck_and_errors():
         dynamicrad.rotary(torch.randn(1, 9, 2, 7), torch.randn(9, 7), torch.randn(9, 7))
     with pytest.raises(ValueError, match="dtype"):
         dynamicrad.rotary(x.double(), cos, sin)
+
+
+# ---- fused pooling: norm_rotary_pooled and sparse_attention(pooled=...) ------------------------
+def _sequential_block_means(out: torch.Tensor, pool_block: int, pooled_blocks: int) -> torch.Tensor:
+    """The promised arithmetic, spelled out: per block a float32 sum of out's tokens in ascending
+    token order (one elementwise add a token, so no reassociation), times float32(1 / count).
+    out: [batch, tokens, heads, head_dim] -> float32 [batch, heads, pooled_blocks, head_dim]."""
+    b, n, h, d = out.shape
+    means = []
+    for blk in range(pooled_blocks):
+        first = blk * pool_block
+        count = min(pool_block, n - first)
+        acc = torch.zeros(b, h, d, dtype=torch.float32)
+        for t in range(first, first + count):
+            acc = acc + out[:, t].float()
+        # float32 division, as in C's 1.0f / float(count) (no double rounding through 1.0 / count)
+        inv = torch.tensor(1.0, dtype=torch.float32) / torch.tensor(float(count), dtype=torch.float32)
+        means.append(acc * inv)
+    return torch.stack(means, dim=2)
+
+
+def _pooled_case(style: str, dtype, shape=(2, 37, 3, 16), rotated=30, seed=21):
+    """(x, weight, cos, sin, rotated_tokens) for ``style``: wan's weight is [heads * head_dim] and any
+    float dtype, HunyuanVideo's is [head_dim] in x's dtype; the tables are float32 [rotated, head_dim]."""
+    g = torch.Generator().manual_seed(seed)
+    b, n, h, d = shape
+    x = (3 * torch.randn(shape, generator=g) + 0.7).to(dtype)  # an offset: means far from zero
+    if style == "wan":
+        weight = (1 + 0.3 * torch.randn(h * d, generator=g)).to(dtype)
+    else:
+        weight = (1 + 0.3 * torch.randn(d, generator=g)).to(dtype)
+    rows = n if rotated < 0 else rotated
+    cos, sin = torch.randn(rows, d, generator=g), torch.randn(rows, d, generator=g)
+    return x, weight, cos, sin, rotated
+
+
+DTYPES = [torch.float32, torch.bfloat16, torch.float16]
+DTYPE_IDS = ["f32", "bf16", "f16"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("style", ["wan", "hunyuan_video"])
+@pytest.mark.parametrize("rotated", [-1, 30], ids=["all-rotated", "rotated30of37"])
+def test_norm_rotary_pooled_is_norm_rotary_plus_exact_block_means(style, dtype, rotated):
+    """out: norm_rotary's bits; pooled: the block means of out, bit for bit (37 tokens in blocks of 8:
+    the last block holds 5), for every pooled_blocks in [1, 5] and block sizes that split the tokens
+    differently."""
+    from dynamicrad.ops import norm_rotary_pooled
+
+    x, weight, cos, sin, rotated = _pooled_case(style, dtype, rotated=rotated)
+    want = dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, style, rotated)
+    for pool_block, pooled_blocks in [(8, 5), (8, 3), (8, 1), (37, 1), (5, 8), (1, 37), (64, 1), (36, 2)]:
+        out, pooled = norm_rotary_pooled(x, weight, 1e-6, cos, sin, style, rotated, pool_block, pooled_blocks)
+        assert out.dtype == dtype and out.shape == x.shape
+        assert torch.equal(out, want), (pool_block, pooled_blocks)
+        assert pooled.dtype == torch.float32 and pooled.shape == (2, 3, pooled_blocks, 16), (pool_block, pooled_blocks)
+        assert pooled.is_contiguous()
+        ref = _sequential_block_means(want, pool_block, pooled_blocks)
+        assert torch.equal(pooled, ref), (pool_block, pooled_blocks, (pooled - ref).abs().max().item())
+    # blocks of one token are the tokens themselves
+    _, pooled = norm_rotary_pooled(x, weight, 1e-6, cos, sin, style, rotated, 1, 37)
+    assert torch.equal(pooled, want.float().permute(0, 2, 1, 3))
+
+
+def test_block_means_reference_is_order_sensitive():
+    """The exact comparisons above have teeth: on these inputs another summation order (reversed, or
+    torch's own reduction) gives other bits for some block means."""
+    from dynamicrad.ops import norm_rotary_pooled
+
+    x, weight, cos, sin, rotated = _pooled_case("hunyuan_video", torch.float32, shape=(2, 64, 3, 16))
+    out, pooled = norm_rotary_pooled(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 32, 2)
+    reversed_means = _sequential_block_means(out.flip(1), 32, 2).flip(2)
+    assert not torch.equal(reversed_means, pooled)
+    torch.testing.assert_close(reversed_means, pooled, rtol=1e-5, atol=1e-6)
+    assert torch.equal(_sequential_block_means(out, 32, 2), pooled)
+
+
+def test_norm_rotary_pooled_raw_op_and_opcheck():
+    from dynamicrad.ops import norm_rotary_pooled
+
+    x, weight, cos, sin, rotated = _pooled_case("hunyuan_video", torch.float32, shape=(1, 19, 2, 8), rotated=15)
+    raw = torch.ops.dynamicrad.norm_rotary_pooled(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 3)
+    wrapped = norm_rotary_pooled(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 3)
+    assert torch.equal(raw[0], wrapped[0]) and torch.equal(raw[1], wrapped[1])
+    for args in [(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 3),
+                 (x, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 2)]:
+        result = torch.library.opcheck(torch.ops.dynamicrad.norm_rotary_pooled.default, args)
+        assert all(status == "SUCCESS" for status in result.values()), result
+    # x in [batch, heads, tokens, head_dim] memory (a transposed view)
+    xt = x.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not xt.is_contiguous()
+    out, pooled = norm_rotary_pooled(xt, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 3)
+    assert torch.equal(out, wrapped[0]) and torch.equal(pooled, wrapped[1])
+    xw, ww, cw, sw, _ = _pooled_case("wan", torch.bfloat16, shape=(2, 19, 2, 8), rotated=-1)
+    result = torch.library.opcheck(torch.ops.dynamicrad.norm_rotary_pooled.default,
+                                   (xw, ww, 1e-6, cw, sw, "wan", -1, 4, 5))
+    assert all(status == "SUCCESS" for status in result.values()), result
+
+
+def test_norm_rotary_pooled_torch_compile_fullgraph():
+    from dynamicrad.ops import norm_rotary_pooled
+
+    x, weight, cos, sin, rotated = _pooled_case("hunyuan_video", torch.float32, shape=(2, 37, 3, 16))
+
+    def fn(x):
+        out, pooled = norm_rotary_pooled(x * 1.5, weight, 1e-6, cos, sin, "hunyuan_video", rotated, 8, 4)
+        return out + 1.0, pooled * 2.0
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got, want = compiled(x), fn(x)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    assert got[1].shape == (2, 3, 4, 16)
+    explanation = torch._dynamo.explain(fn)(x)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("style", ["wan", "hunyuan_video"])
+def test_norm_rotary_pooled_errors(style):
+    from dynamicrad.ops import norm_rotary_pooled
+
+    x, weight, cos, sin, rotated = _pooled_case(style, torch.float32)  # 37 tokens
+    for pool_block, pooled_blocks in [(8, 0), (8, 6), (8, -1), (37, 2), (1, 38)]:
+        with pytest.raises(ValueError, match=r"^pooled_blocks"):
+            norm_rotary_pooled(x, weight, 1e-6, cos, sin, style, rotated, pool_block, pooled_blocks)
+    for pool_block in (0, -1, -8):
+        with pytest.raises(ValueError, match=r"^pool_block"):
+            norm_rotary_pooled(x, weight, 1e-6, cos, sin, style, rotated, pool_block, 1)
+    # norm_rotary's own checks still apply
+    with pytest.raises(ValueError, match="eps"):
+        norm_rotary_pooled(x, weight, -1.0, cos, sin, style, rotated, 8, 5)
+    with pytest.raises(ValueError, match="rotated_tokens"):
+        norm_rotary_pooled(x, weight, 1e-6, cos, sin, style, 38, 8, 5)
+
+
+def _pooled_means(q: torch.Tensor, k: torch.Tensor, blocks: int) -> tuple:
+    return _sequential_block_means(q, BLOCK, blocks), _sequential_block_means(k, BLOCK, blocks)
+
+
+def _blocky_qkv(batch: int, tokens: int, dtype, seed: int) -> tuple:
+    """q, k, v with a strong component shared by the tokens of each block: block scores then differ
+    enough that dynamic-threshold layouts follow them (with qkv()'s inputs they are the prior's)."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = math.ceil(tokens / BLOCK)
+    out = []
+    for _ in range(3):
+        means = 2.0 * torch.randn(batch, blocks, HEADS, HEAD_DIM, generator=g)
+        t = means.repeat_interleave(BLOCK, 1)[:, :tokens] + torch.randn(batch, tokens, HEADS, HEAD_DIM, generator=g)
+        out.append(t.to(dtype))
+    return tuple(out)
+
+
+def _same_layout(a, b) -> bool:
+    return torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+@pytest.mark.parametrize("geometry_name", sorted(GEOMETRIES))
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mode", ["static-ratio", "dynamic-threshold"])
+def test_sparse_attention_with_pooled_is_the_same_bits_and_layout(mode, dtype, geometry_name):
+    """Block means of the first P blocks given (by hand, with pooling's arithmetic): the same output,
+    lse and layout as selection pooling every block itself; P = every block (the short last one
+    included) too. Other means change the layout, so the comparison means something."""
+    g = make_geometry(geometry_name)
+    prior, sel = selection_for(mode, g)
+    engine = Engine(g, prior=prior, slots=1)
+    q, k, v = _blocky_qkv(2, g.tokens, dtype, seed=9)
+    blocks = math.ceil(g.tokens / BLOCK)
+    want_out, want_lse = dynamicrad.sparse_attention(q, k, v, engine, sel)
+    want_layout, want_kept = engine.layout(0), engine.kept(0)
+    assert 0 < want_kept[0] < want_kept[1], "the layout must be sparse for this test to mean anything"
+    for pooled_blocks in (1, 3, blocks - 1, blocks):
+        pooled = _pooled_means(q, k, pooled_blocks)
+        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=pooled)
+        assert torch.equal(out, want_out) and torch.equal(lse, want_lse), pooled_blocks
+        assert _same_layout(engine.layout(0), want_layout), pooled_blocks
+        assert engine.kept(0) == want_kept
+    q2, k2, _ = _blocky_qkv(2, g.tokens, dtype, seed=4)
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks))
+    assert not _same_layout(engine.layout(0), want_layout)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_sparse_attention_with_norm_rotary_pooled_means(dtype):
+    """The intended pipeline: Q and K from norm_rotary_pooled (style hunyuan_video, the text tokens
+    not rotated), its block means handed to selection: the same bits as without them."""
+    from dynamicrad.ops import norm_rotary_pooled
+
+    g = make_geometry("text")  # 200 video + 13 text tokens: 6 whole blocks of video tokens
+    prior, sel = selection_for("dynamic-threshold", g)
+    engine = Engine(g, prior=prior)
+    q0, k0, v = _blocky_qkv(2, g.tokens, dtype, seed=10)
+    gen = torch.Generator().manual_seed(10)
+    weight_q = (1 + 0.3 * torch.randn(HEAD_DIM, generator=gen)).to(dtype)
+    weight_k = (1 + 0.3 * torch.randn(HEAD_DIM, generator=gen)).to(dtype)
+    video = g.tokens - 13
+    # real rotary tables (slow angles, each entry repeated for its pair): the blocks stay distinct
+    angles = torch.arange(video, dtype=torch.float32)[:, None] * (0.02 * torch.rand(HEAD_DIM // 2, generator=gen))
+    cos, sin = angles.cos().repeat_interleave(2, 1), angles.sin().repeat_interleave(2, 1)
+    pooled_blocks = video // BLOCK
+    q, pq = norm_rotary_pooled(q0, weight_q, 1e-6, cos, sin, "hunyuan_video", video, BLOCK, pooled_blocks)
+    k, pk = norm_rotary_pooled(k0, weight_k, 1e-6, cos, sin, "hunyuan_video", video, BLOCK, pooled_blocks)
+    assert torch.equal(pq, _sequential_block_means(q, BLOCK, pooled_blocks))
+    want_out, want_lse = dynamicrad.sparse_attention(q, k, v, engine, sel)
+    want_layout, want_kept = engine.layout(0), engine.kept(0)
+    assert 0 < want_kept[0] < want_kept[1]
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+    assert torch.equal(out, want_out) and torch.equal(lse, want_lse)
+    assert _same_layout(engine.layout(0), want_layout)
+    assert engine.kept(0) == want_kept
+    # the means matter here: q's and k's swapped give another layout
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pk, pq))
+    assert not _same_layout(engine.layout(0), want_layout)
+
+
+def test_sparse_attention_uses_the_given_means():
+    """The means given are what selection scores (not recomputed from q and k): the means of other
+    q, k for every block give the layout those other q, k select; a perturbed first block mean
+    changes the layout. (static-ratio: its layouts follow the scores; the dynamic-threshold ones of
+    this tiny geometry are the prior's alone.)"""
+    g = make_geometry("odd")
+    prior, sel = selection_for("static-ratio", g)
+    engine = Engine(g, prior=prior)
+    q, k, v = qkv(1, g.tokens, torch.float32, seed=3)
+    q2, k2, _ = qkv(1, g.tokens, torch.float32, seed=4)
+    blocks = math.ceil(g.tokens / BLOCK)
+
+    def same(a, b):
+        return torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+    dynamicrad.sparse_attention(q, k, v, engine, sel)
+    own = engine.layout(0)
+    dynamicrad.sparse_attention(q2, k2, v, engine, sel)
+    other = engine.layout(0)
+    assert not same(own, other), "pick seeds whose layouts differ"
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks))
+    assert same(engine.layout(0), other)
+    # the first three blocks' means from the other q, k, the rest pooled from q, k: neither layout
+    pq, pk = _pooled_means(q2, k2, 3)
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+    mixed = engine.layout(0)
+    assert not same(mixed, own) and not same(mixed, other)
+
+
+def test_sparse_attention_pooled_opcheck_and_compile():
+    from dynamicrad.ops import norm_rotary_pooled
+
+    g = make_geometry("odd")
+    prior, sel = selection_for("dynamic-threshold", g)
+    engine = Engine(g, prior=prior)
+    q, k, v = qkv(2, g.tokens, torch.float32, seed=5)
+    pq, pk = _pooled_means(q, k, 4)
+    result = torch.library.opcheck(torch.ops.dynamicrad.sparse_attention.default,
+                                   _op_args(engine, sel, q, k, v) + (pq, pk))
+    assert all(status == "SUCCESS" for status in result.values()), result
+
+    gen = torch.Generator().manual_seed(6)
+    weight = (1 + 0.3 * torch.randn(HEAD_DIM, generator=gen))
+    cos, sin = torch.randn(g.tokens, HEAD_DIM, generator=gen), torch.randn(g.tokens, HEAD_DIM, generator=gen)
+
+    def fn(q, k, v):
+        q, pq = norm_rotary_pooled(q, weight, 1e-6, cos, sin, "hunyuan_video", -1, BLOCK, 6)
+        k, pk = norm_rotary_pooled(k, weight, 1e-6, cos, sin, "hunyuan_video", -1, BLOCK, 6)
+        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+        return out * 2.0, lse
+
+    def unpooled(q, k, v):
+        q = dynamicrad.norm_rotary(q, weight, 1e-6, cos, sin, "hunyuan_video")
+        k = dynamicrad.norm_rotary(k, weight, 1e-6, cos, sin, "hunyuan_video")
+        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel)
+        return out * 2.0, lse
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got, want = compiled(q, k, v), unpooled(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    explanation = torch._dynamo.explain(fn)(q, k, v)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
+def test_sparse_attention_pooled_errors(setup):
+    engine, sel, q, k, v = setup  # "odd": batch 1, 210 tokens, 7 blocks, 2 heads of 32
+    pq, pk = _pooled_means(q, k, 3)
+    bad_shapes = {
+        "heads": lambda t: t[:, :1].contiguous(),
+        "head_dim": lambda t: t[..., :16].contiguous(),
+        "batch": lambda t: torch.cat([t, t]),
+        "3-d": lambda t: t[0],
+    }
+    for name, bad in bad_shapes.items():
+        with pytest.raises(ValueError, match=r"^pooled_q"):
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(bad(pq), pk))
+        if name != "3-d":  # a 3-d pooled_q's block count is unknown: pooled_k's mismatch is then reported as pooled_q
+            with pytest.raises(ValueError, match=r"^pooled_k"):
+                dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, bad(pk)))
+    # block counts of q and k differ
+    with pytest.raises(ValueError, match=r"^pooled_k"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, _pooled_means(q, k, 2)[1]))
+    with pytest.raises(ValueError, match=r"^pooled_q"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.half(), pk))
+    with pytest.raises(ValueError, match=r"^pooled_k"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk.half()))
+    with pytest.raises(ValueError, match=r"^pooled_q"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.double(), pk))
+    for only in ((pq, None), (None, pk)):
+        with pytest.raises(ValueError, match=r"pooled_q, pooled_k"):
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=only)
+    # more blocks than the engine's 7
+    pq8, pk8 = (torch.cat([t, t, t[:, :, :2]], dim=2) for t in (pq, pk))
+    assert pq8.shape[2] == 8
+    with pytest.raises(ValueError, match=r"pooled_blocks"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq8, pk8))
+    # non-finite means
+    nan_q = pq.clone()
+    nan_q[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"^pooled_q"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(nan_q, pk))
+    # nothing was selected by the failed calls
+    with pytest.raises(ValueError, match="^slot: 0"):
+        engine.kept(0)

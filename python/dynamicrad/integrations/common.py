@@ -23,6 +23,8 @@ class LayerProcessor:
         self.layer_in_model = layer_in_model  # inside this transformer: the dense-layer rule
         self.fused_rotary = dispatch.state.config.fused_rotary
         self.fused_norm = dispatch.state.config.fused_norm
+        self.fused_pooling = dispatch.state.config.fused_pooling
+        self.block_size = dispatch.state.config.block_size
 
     @property
     def stock(self):

@@ -31,7 +31,9 @@ try:  # torch >= 2.10: Python objects as custom-operator arguments
 except ImportError:  # pragma: no cover - older torch
     OpaqueBase, register_opaque_type = object, None
 
-SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# sparse(layer, q, k, v, text_tokens, pooled): pooled is None or (pooled_q, pooled_k), the block means
+# of the first blocks already computed (ops.norm_rotary_pooled).
+SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int, Optional[tuple]], torch.Tensor]
 # dense(stock_attention, q, k, v, text_tokens): the dense attention of a padded call, where
 # stock_attention(q, k, v) is the stock processor's attention without a mask.
 DenseAttention = Callable[[Callable, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -41,8 +43,8 @@ class LayerDispatch(OpaqueBase):
     """The self-attention layers of one transformer, as the operator sees them.
 
     ``stock``: the stock processor of every layer (in call order); ``first_layer``: the number of the
-    first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens)``: DynamicRad
-    attention of a layer; ``dense``: the dense attention of a call with a padding mask when
+    first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens, pooled)``:
+    DynamicRad attention of a layer; ``dense``: the dense attention of a call with a padding mask when
     ``dense_padding`` is "drop" (None: the stock call with its mask)."""
 
     def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention,
@@ -69,7 +71,8 @@ class LayerDispatch(OpaqueBase):
         self.cursor = 0
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor],
-                 text_tokens: int) -> torch.Tensor:
+                 text_tokens: int, pooled_q: Optional[torch.Tensor] = None,
+                 pooled_k: Optional[torch.Tensor] = None) -> torch.Tensor:
         state = self.state
         state.check_in_call()
         index = self.cursor
@@ -86,7 +89,8 @@ class LayerDispatch(OpaqueBase):
             if attention_mask is not None and self.dense is not None and state.config.dense_padding == "drop":
                 return self.dense(lambda q, k, v: _stock_attention(stock, q, k, v, None), q, k, v, text_tokens)
             return _stock_attention(stock, q, k, v, attention_mask)
-        return self.sparse(layer, q, k, v, text_tokens)
+        pooled = None if pooled_q is None or pooled_k is None else (pooled_q, pooled_k)
+        return self.sparse(layer, q, k, v, text_tokens, pooled)
 
 
 def _not_restorable():
@@ -120,20 +124,28 @@ if register_opaque_type is not None:
         attention_mask: Optional[torch.Tensor],
         text_tokens: int,
         dispatch: LayerDispatch,
+        pooled_q: Optional[torch.Tensor] = None,
+        pooled_k: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        return dispatch(q, k, v, attention_mask, text_tokens)
+        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k)
 
     @_layer_attention.register_fake
-    def _(q, k, v, attention_mask, text_tokens, dispatch):
+    def _(q, k, v, attention_mask, text_tokens, dispatch, pooled_q=None, pooled_k=None):
         return torch.empty_like(q, memory_format=torch.contiguous_format)
 
-    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch) -> torch.Tensor:
+    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch,
+                        pooled: Optional[tuple] = None) -> torch.Tensor:
         """Attention of the transformer's next self-attention layer; q, k, v: [batch, tokens, heads,
-        head_dim] (video tokens, then ``text_tokens`` text tokens); returns the same shape."""
-        return torch.ops.dynamicrad.layer_attention(q, k, v, attention_mask, text_tokens, dispatch)
+        head_dim] (video tokens, then ``text_tokens`` text tokens); returns the same shape. ``pooled``:
+        (pooled_q, pooled_k), the block means of the first blocks if already computed (used by sparse
+        layers that select)."""
+        pooled_q, pooled_k = (None, None) if pooled is None else pooled
+        return torch.ops.dynamicrad.layer_attention(q, k, v, attention_mask, text_tokens, dispatch, pooled_q, pooled_k)
 
 else:  # pragma: no cover - older torch
 
     @torch.compiler.disable
-    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch) -> torch.Tensor:
-        return dispatch(q, k, v, attention_mask, text_tokens)
+    def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch,
+                        pooled: Optional[tuple] = None) -> torch.Tensor:
+        pooled_q, pooled_k = (None, None) if pooled is None else pooled
+        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k)

@@ -15,7 +15,7 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.normalization import RMSNorm
 
-from ..ops import norm_rotary
+from ..ops import norm_rotary, norm_rotary_pooled
 from ..state import DynamicRadState
 from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
 from .dispatch import layer_attention
@@ -50,10 +50,21 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
         key = _heads(attn.to_k(joint), attn.heads)
         value = _heads(attn.to_v(joint), attn.heads)
         video = query.shape[1] - text if single_stream else query.shape[1]  # tokens that get the rotary
+        pooled = None
         if image_rotary_emb is not None and self._one_pass(attn, query, image_rotary_emb, video):
             freqs_cos, freqs_sin = image_rotary_emb
-            query = norm_rotary(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
-            key = norm_rotary(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
+            # The blocks made of video tokens alone are the same in the joint sequence selection sees.
+            pooled_blocks = video // self.block_size if text else -(-video // self.block_size)
+            if self.fused_pooling and pooled_blocks > 0:
+                query, pooled_q = norm_rotary_pooled(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin,
+                                                     "hunyuan_video", video, self.block_size, pooled_blocks)
+                key, pooled_k = norm_rotary_pooled(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin,
+                                                   "hunyuan_video", video, self.block_size, pooled_blocks)
+                pooled = (pooled_q, pooled_k)
+            else:
+                query = norm_rotary(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin, "hunyuan_video",
+                                    video)
+                key = norm_rotary(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
         else:  # the stock arithmetic (inline: a helper's arguments would keep the projections alive)
             if attn.norm_q is not None:
                 query = attn.norm_q(query)
@@ -78,7 +89,7 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
             key = torch.cat([key, text_key], dim=1)
             value = torch.cat([value, text_value], dim=1)
 
-        out = layer_attention(query, key, value, attention_mask, text, self.dispatch)
+        out = layer_attention(query, key, value, attention_mask, text, self.dispatch, pooled)
         out = out.flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:
             return out, None
@@ -108,9 +119,10 @@ def _fusable_norm(norm, query: torch.Tensor) -> bool:
             and norm.weight.dtype == query.dtype and tuple(norm.weight.shape) == (query.shape[3],))
 
 
-def grouped_attention(state: DynamicRadState, attend, query, key, value, text: int) -> torch.Tensor:
-    """Joint attention with the padded text tokens left out: ``attend(q, k, v, n)`` runs on batch
-    elements that share the valid text length n, on their video + n valid tokens."""
+def grouped_attention(state: DynamicRadState, attend, query, key, value, text: int, pooled=None) -> torch.Tensor:
+    """Joint attention with the padded text tokens left out: ``attend(q, k, v, n, pooled)`` runs on
+    batch elements that share the valid text length n, on their video + n valid tokens; ``pooled``
+    (None or the block means of the video blocks of q and k) follows the batch elements."""
     batch = query.shape[0]
     lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
     if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
@@ -123,14 +135,15 @@ def grouped_attention(state: DynamicRadState, attend, query, key, value, text: i
         # One prompt length: the valid tokens are a prefix of the sequence, so a slice holds them (no
         # copy at batch 1, none at all without padding), and the padded text rows get zeros.
         n = lengths[0]
-        part = attend(query[:, : video + n], key[:, : video + n], value[:, : video + n], n)
+        part = attend(query[:, : video + n], key[:, : video + n], value[:, : video + n], n, pooled)
         return part if n == text else torch.nn.functional.pad(part, (0, 0, 0, 0, 0, text - n))
     out = torch.zeros_like(query)
     for n in sorted(set(lengths)):
         rows = [b for b in range(batch) if lengths[b] == n]
         index = torch.tensor(rows, device=query.device)
         part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
-        out[index, : video + n] = attend(*part, n)
+        part_pooled = None if pooled is None else tuple(t.index_select(0, index) for t in pooled)
+        out[index, : video + n] = attend(*part, n, part_pooled)
     return out
 
 
@@ -151,11 +164,13 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         state.begin_call(timestep, video_shape(latents, patch), lengths)
         dispatch.reset()
 
-    def sparse(layer, q, k, v, text_tokens):
-        return grouped_attention(state, lambda q, k, v, n: state.attention(layer, q, k, v, n), q, k, v, text_tokens)
+    def sparse(layer, q, k, v, text_tokens, pooled):
+        return grouped_attention(
+            state, lambda q, k, v, n, pooled: state.attention(layer, q, k, v, n, pooled), q, k, v, text_tokens, pooled
+        )
 
     def dense(stock_attention, q, k, v, text_tokens):
-        return grouped_attention(state, lambda q, k, v, n: stock_attention(q, k, v), q, k, v, text_tokens)
+        return grouped_attention(state, lambda q, k, v, n, pooled: stock_attention(q, k, v), q, k, v, text_tokens)
 
     dispatch = install_processors(
         self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense

@@ -117,8 +117,8 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         state.begin_call(timestep, video)
         dispatch.reset()
 
-    def sparse(layer, q, k, v, text_tokens):
-        return state.attention(layer, q, k, v)
+    def sparse(layer, q, k, v, text_tokens, pooled):
+        return state.attention(layer, q, k, v, pooled=pooled)
 
     dispatch = install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer, sparse)
     install_entry_hooks(model, state, on_entry)
