@@ -487,4 +487,129 @@ TEST(CApi, NormRotaryPooledMeansFeedSelectPooled) {
   }
 }
 
+// dr_engine_attend_dense: dense attention on the engine's kernels through the C ABI, bit for bit the
+// C++ engine's attend_dense(), within the oracle's tolerance of dense attention, no select needed.
+TEST(CApi, AttendDenseMatchesTheCppEngineAndTheOracle) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr::EngineOptions o;
+  o.geometry = options_geometry(1);
+  o.prior.gamma = 0.5;
+  o.prior.first_frame_sink = false;
+  o.threads = 1;
+  dr::SparseAttentionEngine cpp(o);
+  dr_test::Rng rng(41);
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  for (const std::int64_t batch : {std::int64_t{1}, std::int64_t{2}}) {
+    for (const dr::DType dtype : {dr::DType::f32, dr::DType::bf16}) {
+      SCOPED_TRACE("batch " + std::to_string(batch) + " " + dr::to_string(dtype));
+      const dr::Shape shape = dr_test::make_shape(batch, 105, 2, 16);  // 4 blocks of 32, the last of 9
+      dr::HostTensor q = dr_test::random_tensor(rng, shape, 1.0, dtype), k = dr_test::random_tensor(rng, shape, 2.0, dtype);
+      dr::HostTensor v = dr_test::random_tensor(rng, shape, 1.0, dtype), out(dtype, shape);
+      dr_test::fill(out, poison);
+      const dr_tensor cq = typed_view(q), ck = typed_view(k), cv = typed_view(v), cout = typed_view(out);
+      std::vector<float> lse(static_cast<std::size_t>(batch * 2 * 105), poison);
+      ASSERT_EQ(dr_engine_attend_dense(e.handle, &cq, &ck, &cv, &cout, lse.data(), nullptr, error, sizeof error), DR_OK)
+          << error;
+
+      // the C++ engine's attend_dense(): the same bits
+      dr::HostTensor expected(dtype, shape);
+      std::vector<float> expected_lse(lse.size());
+      dr::AttentionArgs args{q.view(), k.view(), v.view(), expected.mutable_view()};
+      args.lse = expected_lse.data();
+      cpp.attend_dense(args);
+      ASSERT_EQ(std::memcmp(out.view().data, expected.view().data,
+                            static_cast<std::size_t>(shape.elements()) * dr::dtype_size(dtype)),
+                0);
+      ASSERT_EQ(std::memcmp(lse.data(), expected_lse.data(), lse.size() * sizeof(float)), 0);
+
+      // the oracle: dense attention in double
+      const dr_test::NaiveResult want = dr_test::naive_attention(q, k, v, 0.25, nullptr);
+      const double tol = dtype == dr::DType::f32 ? 1e-4 : 0x1.0p-6;
+      double max_abs = 0.0, lse_abs = 0.0, prior_abs = 0.0;
+      for (std::int64_t i = 0; i < shape.elements(); ++i)
+        max_abs = std::max(max_abs, std::fabs(out.get(i) - want.out[static_cast<std::size_t>(i)]));
+      for (std::size_t i = 0; i < lse.size(); ++i)
+        lse_abs = std::max(lse_abs, std::fabs(static_cast<double>(lse[i]) - want.lse[i]));
+      EXPECT_LE(max_abs, tol);
+      EXPECT_LE(lse_abs, 1e-4);
+      // the comparison can fail: the engine's prior as a block mask gives another result
+      const dr::BlockLayout prior = dr::layout_from_prior(cpp.prior(), batch, 2);
+      ASSERT_LT(prior.kept(), batch * 2 * 4 * 4) << "the prior should be sparse";
+      const dr_test::NaiveResult masked = dr_test::naive_attention(q, k, v, 0.25, &prior);
+      for (std::int64_t i = 0; i < shape.elements(); ++i)
+        prior_abs = std::max(prior_abs, std::fabs(out.get(i) - masked.out[static_cast<std::size_t>(i)]));
+      EXPECT_GT(prior_abs, 10 * tol);
+
+      // NULL lse is allowed and gives the same output
+      dr::HostTensor again(dtype, shape);
+      const dr_tensor cagain = typed_view(again);
+      ASSERT_EQ(dr_engine_attend_dense(e.handle, &cq, &ck, &cv, &cagain, nullptr, nullptr, error, sizeof error), DR_OK)
+          << error;
+      ASSERT_EQ(std::memcmp(out.view().data, again.view().data,
+                            static_cast<std::size_t>(shape.elements()) * dr::dtype_size(dtype)),
+                0);
+    }
+  }
+  // No slot was selected by the dense calls.
+  std::int64_t kept = 0, total = 0;
+  EXPECT_EQ(dr_engine_kept(e.handle, 0, &kept, &total, error, sizeof error), DR_INVALID_ARGUMENT);
+  EXPECT_EQ(std::string(error).rfind("slot", 0), 0u) << error;
+}
+
+TEST(CApi, AttendDenseErrorsNameTheField) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr_test::Rng rng(42);
+  const dr::Shape shape = dr_test::make_shape(1, 105, 2, 16);
+  dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
+  dr::HostTensor v = dr_test::random_tensor(rng, shape), out(dr::DType::f32, shape);
+  dr::HostTensor short_t = dr_test::random_tensor(rng, dr_test::make_shape(1, 104, 2, 16));
+  dr::HostTensor heads_t = dr_test::random_tensor(rng, dr_test::make_shape(1, 105, 3, 16));
+  dr::HostTensor batch_t = dr_test::random_tensor(rng, dr_test::make_shape(2, 105, 2, 16));
+  dr::HostTensor bf16_t = dr_test::random_tensor(rng, shape, 1.0, dr::DType::bf16);
+  const float poison = std::numeric_limits<float>::quiet_NaN();
+  dr_test::fill(out, poison);
+  const dr_tensor cq = view(q), ck = view(k), cv = view(v), cout = view(out);
+  const dr_tensor c_short = view(short_t), c_heads = view(heads_t), c_batch = view(batch_t), c_bf16 = typed_view(bf16_t);
+  dr_tensor c_null = cq;
+  c_null.data = nullptr;
+  dr_tensor c_bad_dtype = cq;
+  c_bad_dtype.dtype = 99;
+  const auto expect_field = [&](const dr_tensor* tq, const dr_tensor* tk, const dr_tensor* tv, const dr_tensor* to,
+                                const char* field) {
+    error[0] = '\0';
+    EXPECT_EQ(dr_engine_attend_dense(e.handle, tq, tk, tv, to, nullptr, nullptr, error, sizeof error),
+              DR_INVALID_ARGUMENT)
+        << field;
+    EXPECT_EQ(std::string(error).rfind(std::string(field) + ":", 0), 0u) << error;
+  };
+  expect_field(&c_short, &ck, &cv, &cout, "q");
+  expect_field(&c_heads, &ck, &cv, &cout, "q");
+  expect_field(nullptr, &ck, &cv, &cout, "q");
+  expect_field(&c_null, &ck, &cv, &cout, "q");
+  expect_field(&c_bad_dtype, &ck, &cv, &cout, "q");
+  expect_field(&cq, &c_short, &cv, &cout, "k");
+  expect_field(&cq, &c_batch, &cv, &cout, "k");
+  expect_field(&cq, &c_bf16, &cv, &cout, "k");
+  expect_field(&cq, nullptr, &cv, &cout, "k");
+  expect_field(&cq, &ck, &c_heads, &cout, "v");
+  expect_field(&cq, &ck, nullptr, &cout, "v");
+  expect_field(&cq, &ck, &cv, &c_short, "out");
+  expect_field(&cq, &ck, &cv, &c_heads, "out");
+  expect_field(&cq, &ck, &cv, nullptr, "out");
+  expect_field(&cq, &ck, &cv, &c_null, "out");
+  for (std::int64_t i = 0; i < shape.elements(); ++i) ASSERT_TRUE(std::isnan(out.get(i))) << "written by a failed call";
+  // a null engine
+  EXPECT_EQ(dr_engine_attend_dense(nullptr, &cq, &ck, &cv, &cout, nullptr, nullptr, error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_NE(std::string(error).find("engine"), std::string::npos) << error;
+  // and a good call still works
+  EXPECT_EQ(dr_engine_attend_dense(e.handle, &cq, &ck, &cv, &cout, nullptr, nullptr, error, sizeof error), DR_OK)
+      << error;
+  for (std::int64_t i = 0; i < shape.elements(); ++i) ASSERT_TRUE(std::isfinite(out.get(i))) << i;
+}
+
 }  // namespace

@@ -870,3 +870,239 @@ TEST(Engine, PooledPrefixErrorsNameTheField) {
   expect_same_layout(engine->layout(0), layout, "after failed calls");
   EXPECT_EQ(engine->kept(0).kept, kept.kept);
 }
+
+// ---- attend_dense(): dense attention (every block pair) on the engine's own kernels ----------------
+namespace {
+
+// attend_dense() into a NaN-poisoned output of `out_dtype`.
+Output run_dense(const dr::SparseAttentionEngine& engine, const Qkv& x, bool lse = true,
+                 dr::DType out_dtype = dr::DType::f32) {
+  Output o = poisoned(x.q.shape(), out_dtype);
+  engine.attend_dense(args_for(x, o, lse));
+  return o;
+}
+
+bool same_bits(const Output& a, const Output& b) {
+  const std::size_t bytes = static_cast<std::size_t>(a.out.shape().elements()) * dr::dtype_size(a.out.dtype());
+  return a.out.dtype() == b.out.dtype() && a.out.shape() == b.out.shape() &&
+         std::memcmp(a.out.view().data, b.out.view().data, bytes) == 0 && a.lse.size() == b.lse.size() &&
+         std::memcmp(a.lse.data(), b.lse.data(), a.lse.size() * sizeof(float)) == 0;
+}
+
+// The prior of these small videos keeps fewer than all block pairs (so that attend_dense() is not
+// trivially the prior's layout).
+void expect_sparse_prior(const dr::SparseAttentionEngine& engine, std::int64_t batch) {
+  const dr::VideoGeometry& g = engine.prior().geometry;
+  const dr::BlockLayout prior = dr::layout_from_prior(engine.prior(), batch, g.heads);
+  EXPECT_LT(prior.kept(), batch * g.heads * prior.blocks * prior.blocks) << "the prior keeps every block pair";
+}
+
+}  // namespace
+
+// attend_dense() is dense attention for any batch, f32 / bf16 / f16 inputs, with and without lse, on
+// geometries with a text suffix or prefix, a short last block, both token orders and block 32 / 64 /
+// 128; no select() is needed, and the engine's (sparse) prior plays no part.
+TEST(Engine, AttendDenseMatchesDenseReference) {
+  dr_test::Rng rng(131);
+  const std::vector<dr::VideoGeometry> geometries = {
+      // 8 x 6 x 9 video + 11 text suffix = 443 tokens (14 blocks of 32, the last of 27 tokens).
+      with_text(video(8, 6, 9, 32, 2, 16), 11, dr::TextPlacement::suffix),
+      // tiled3d with a text suffix, block 64: 4 x 6 x 10 + 5 = 245 tokens, the last block of 53.
+      tiled(with_text(video(4, 6, 10, 64, 2, 32), 5, dr::TextPlacement::suffix)),
+      // block 128, 5 x 12 x 16 video + 19 text suffix = 979 tokens.
+      with_text(video(5, 12, 16, 128, 1, 16), 19, dr::TextPlacement::suffix),
+      // a text prefix: 7 + 6 x 6 x 9 = 331 tokens.
+      with_text(video(6, 6, 9, 32, 1, 8), 7, dr::TextPlacement::prefix),
+  };
+  const std::vector<dr::DType> dtypes = {dr::DType::f32, dr::DType::bf16, dr::DType::f16};
+  int runs = 0;
+  for (const dr::VideoGeometry& g : geometries) {
+    ASSERT_NE(dr::total_tokens(g) % g.block_size, 0) << describe(g) << ": the last block should be short";
+    const auto engine = make_engine(engine_options(g));
+    for (std::int64_t batch : {1, 2, 1}) {  // back to batch 1: the batch-1 plan is kept and reused
+      const dr::DType dtype = dtypes[static_cast<std::size_t>(runs) % dtypes.size()];
+      const bool lse = runs % 4 != 3;
+      ++runs;
+      const std::string what = describe(g) + " " + dr::to_string(dtype) + " batch " + std::to_string(batch) +
+                               (lse ? " with lse" : " without lse");
+      SCOPED_TRACE(what);
+      if (batch == 1) expect_sparse_prior(*engine, batch);
+      const Qkv x = structured_qkv(rng, call_shape(g, batch), dtype);
+      const Output got = run_dense(*engine, x, lse);
+      const Output want = run_reference(x, 0.0, nullptr);
+      expect_matches(got, want, lse, what);
+      // The comparison can fail: the prior's block mask gives another result.
+      const dr::BlockLayout prior = dr::layout_from_prior(engine->prior(), batch, g.heads);
+      EXPECT_GT(compare(got, run_reference(x, 0.0, &prior), false).max_abs, 1e-3)
+          << "dense and prior-masked attention should differ on these inputs";
+    }
+  }
+  // The slots were never selected: attend_dense() does not need or make a layout.
+  const auto engine = make_engine(engine_options(geometries[0]));
+  const Qkv x = structured_qkv(rng, call_shape(geometries[0], 2), dr::DType::f32);
+  run_dense(*engine, x);
+  EXPECT_DR_FIELD(engine->kept(0), "slot");
+  EXPECT_DR_FIELD(engine->layout(0), "slot");
+}
+
+// The independent naive oracle (test_support.h) agrees, lse included.
+TEST(Engine, AttendDenseMatchesNaiveAttention) {
+  dr_test::Rng rng(132);
+  const dr::VideoGeometry g = with_text(video(3, 5, 7, 32, 2, 16), 4, dr::TextPlacement::suffix);  // 109 tokens
+  const auto engine = make_engine(engine_options(g));
+  const Qkv x = structured_qkv(rng, call_shape(g, 2), dr::DType::f32);
+  const Output got = run_dense(*engine, x);
+  const dr_test::NaiveResult want = dr_test::naive_attention(x.q, x.k, x.v, 1.0 / std::sqrt(16.0), nullptr);
+  double max_abs = 0.0, lse_abs = 0.0;
+  for (std::int64_t i = 0; i < got.out.shape().elements(); ++i)
+    max_abs = std::max(max_abs, std::fabs(got.out.get(i) - want.out[static_cast<std::size_t>(i)]));
+  for (std::size_t i = 0; i < got.lse.size(); ++i)
+    lse_abs = std::max(lse_abs, std::fabs(static_cast<double>(got.lse[i]) - want.lse[i]));
+  EXPECT_LE(max_abs, kMaxAbs);
+  EXPECT_LE(lse_abs, kLseAbs);
+  // A wrong scale would be caught.
+  const dr_test::NaiveResult other = dr_test::naive_attention(x.q, x.k, x.v, 0.5, nullptr);
+  double other_abs = 0.0;
+  for (std::size_t i = 0; i < got.lse.size(); ++i)
+    other_abs = std::max(other_abs, std::fabs(static_cast<double>(got.lse[i]) - other.lse[i]));
+  EXPECT_GT(other_abs, 1e-2);
+}
+
+// Half-precision outputs: within half an ulp of the oracle, in the output's own format.
+TEST(Engine, AttendDenseHalfPrecisionOutput) {
+  dr_test::Rng rng(133);
+  const dr::VideoGeometry g = tiled(with_text(video(4, 6, 10, 64, 2, 32), 5, dr::TextPlacement::suffix));
+  const auto engine = make_engine(engine_options(g));
+  for (dr::DType dtype : {dr::DType::bf16, dr::DType::f16}) {
+    SCOPED_TRACE(dr::to_string(dtype));
+    for (std::int64_t batch : {1, 2}) {
+      const Qkv x = structured_qkv(rng, call_shape(g, batch), dtype);
+      const Output got = run_dense(*engine, x, true, dtype);
+      EXPECT_EQ(got.out.dtype(), dtype);
+      const double ulp = dtype == dr::DType::bf16 ? 0x1.0p-8 : 0x1.0p-11;
+      expect_matches(got, run_reference(x, 0.0, nullptr), true, "half output", ulp, 4.0 * ulp);
+    }
+  }
+}
+
+// attend_dense() is bit for bit attend() over a layout that keeps every block pair (a dense prior
+// with keep ratios 1), the CPU plan of full_layout(), and attend_dense() of an engine with another
+// prior; the thread count does not change the bits; options.scale is honoured.
+TEST(Engine, AttendDenseIsBitwiseTheFullLayoutAttend) {
+  dr_test::Rng rng(134);
+  dr::RadialPriorParams dense_prior;
+  dense_prior.gamma = 16.0;
+  dense_prior.theta_m = 0.0;
+  dense_prior.theta_c = 0.0;
+  const std::vector<dr::VideoGeometry> geometries = {
+      with_text(video(3, 7, 9, 32, 2, 16), 13, dr::TextPlacement::suffix),
+      tiled(video(2, 9, 11, 64, 1, 32)),
+  };
+  for (const dr::VideoGeometry& g : geometries) {
+    SCOPED_TRACE(describe(g));
+    const auto full = make_engine(engine_options(g, dense_prior));
+    const auto sparse = make_engine(engine_options(g));  // prior_params(): a sparse prior
+    dr::EngineOptions one_thread = engine_options(g);
+    one_thread.threads = 1;
+    const auto single = make_engine(one_thread);
+    for (std::int64_t batch : {1, 2}) {
+      SCOPED_TRACE("batch " + std::to_string(batch));
+      for (dr::DType dtype : {dr::DType::f32, dr::DType::bf16}) {
+        SCOPED_TRACE(dr::to_string(dtype));
+        const Qkv x = structured_qkv(rng, call_shape(g, batch), dtype);
+        full->select(x.q.view(), x.k.view(), static_ratio(1.0, 1.0), 0);
+        ASSERT_EQ(full->kept(0).kept, full->kept(0).total);
+        const Output via_layout = run_engine(*full, x, 0, true, dtype);
+        const Output dense_full = run_dense(*full, x, true, dtype);
+        const Output dense_sparse = run_dense(*sparse, x, true, dtype);
+        const Output dense_single = run_dense(*single, x, true, dtype);
+        EXPECT_TRUE(same_bits(dense_full, via_layout)) << "attend_dense vs attend over the full layout";
+        EXPECT_TRUE(same_bits(dense_sparse, via_layout)) << "attend_dense of a sparse-prior engine";
+        EXPECT_TRUE(same_bits(dense_single, via_layout)) << "threads 1 vs 2";
+
+        Output plan_out = poisoned(x.q.shape(), dtype);
+        dr::AttentionOptions opts;
+        opts.threads = 2;
+        dr::plan_cpu_attention(dr::full_layout(batch, g.heads, dr::total_tokens(g), g.block_size), opts)
+            ->run(args_for(x, plan_out));
+        EXPECT_TRUE(same_bits(dense_sparse, plan_out)) << "attend_dense vs plan_cpu_attention(full_layout)";
+
+        // same_bits() can fail: the sparse engine's own layout gives other bits.
+        sparse->select(x.q.view(), x.k.view(), static_ratio(), 0);
+        EXPECT_FALSE(same_bits(run_engine(*sparse, x, 0, true, dtype), dense_sparse));
+        // attend_dense() left the selected layout usable.
+        const dr::BlockLayout layout = sparse->layout(0);
+        expect_matches(run_engine(*sparse, x, 0), run_reference(x, 0.0, &layout), true, "attend after attend_dense");
+      }
+    }
+  }
+
+  // options.scale replaces 1 / sqrt(head_dim) in attend_dense() too.
+  const dr::VideoGeometry g = geometries[0];
+  dr::EngineOptions o = engine_options(g);
+  o.scale = 0.37;
+  const auto scaled = make_engine(o);
+  const Qkv x = structured_qkv(rng, call_shape(g, 2), dr::DType::f32);
+  const Output got = run_dense(*scaled, x);
+  expect_matches(got, run_reference(x, 0.37, nullptr), true, "scale 0.37");
+  EXPECT_GT(compare(got, run_reference(x, 0.0, nullptr), false).max_abs, 1e-3);
+}
+
+// Bad tensors: Error naming the field, and nothing written.
+TEST(Engine, AttendDenseErrorsNameTheField) {
+  dr_test::Rng rng(135);
+  const dr::VideoGeometry g = with_text(video(3, 5, 7, 32, 2, 16), 4, dr::TextPlacement::suffix);  // 109 tokens
+  const auto engine = make_engine(engine_options(g));
+  const dr::Shape s = call_shape(g, 1);
+  const Qkv x = structured_qkv(rng, s, dr::DType::f32);
+  auto tensor = [&](dr::Shape shape, dr::DType dtype = dr::DType::f32) {
+    return dr_test::random_tensor(rng, shape, 1.0, dtype);
+  };
+  dr::Shape fewer = s, more = s, more_heads = s, other_dim = s, batch2 = s;
+  fewer.tokens -= 1;
+  more.tokens += 1;
+  more_heads.heads += 1;
+  other_dim.head_dim = 8;
+  batch2.batch = 2;
+  const dr::HostTensor t_fewer = tensor(fewer), t_more = tensor(more), t_heads = tensor(more_heads);
+  const dr::HostTensor t_dim = tensor(other_dim), t_batch2 = tensor(batch2), t_bf16 = tensor(s, dr::DType::bf16);
+
+  Output o = poisoned(s);
+  const dr::AttentionArgs good = args_for(x, o);
+  auto expect_field = [&](auto change, const char* field) {
+    dr::AttentionArgs a = good;
+    change(a);
+    EXPECT_DR_FIELD(engine->attend_dense(a), field);
+  };
+  expect_field([&](dr::AttentionArgs& a) { a.q = t_fewer.view(); }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.q = t_more.view(); }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.q = t_heads.view(); }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.q = t_dim.view(); }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.q.data = nullptr; }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.q.shape.batch = 0; }, "q");
+  expect_field([&](dr::AttentionArgs& a) { a.k = t_fewer.view(); }, "k");
+  expect_field([&](dr::AttentionArgs& a) { a.k = t_heads.view(); }, "k");
+  expect_field([&](dr::AttentionArgs& a) { a.k = t_batch2.view(); }, "k");
+  expect_field([&](dr::AttentionArgs& a) { a.k = t_bf16.view(); }, "k");
+  expect_field([&](dr::AttentionArgs& a) { a.k.data = nullptr; }, "k");
+  expect_field([&](dr::AttentionArgs& a) { a.v = t_dim.view(); }, "v");
+  expect_field([&](dr::AttentionArgs& a) { a.v = t_more.view(); }, "v");
+  expect_field([&](dr::AttentionArgs& a) { a.v = t_batch2.view(); }, "v");
+  expect_field([&](dr::AttentionArgs& a) { a.v.data = nullptr; }, "v");
+  expect_field([&](dr::AttentionArgs& a) { a.out.shape.heads += 1; }, "out");
+  expect_field([&](dr::AttentionArgs& a) { a.out.shape.tokens -= 1; }, "out");
+  expect_field([&](dr::AttentionArgs& a) { a.out.data = nullptr; }, "out");
+  // the message names the field as a whole word too (what the C ABI and Python pass on)
+  {
+    dr::AttentionArgs a = good;
+    a.q = t_fewer.view();
+    EXPECT_DR_ERROR(engine->attend_dense(a), "q");
+    a = good;
+    a.out.data = nullptr;
+    EXPECT_DR_ERROR(engine->attend_dense(a), "out");
+  }
+  // None of the failed calls wrote anything; a good call afterwards works.
+  for (std::int64_t i = 0; i < o.out.shape().elements(); ++i) ASSERT_TRUE(std::isnan(o.out.get(i))) << i;
+  for (float v : o.lse) ASSERT_TRUE(std::isnan(v));
+  expect_matches(run_dense(*engine, x), run_reference(x, 0.0, nullptr), true, "after failed calls");
+}

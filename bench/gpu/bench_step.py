@@ -242,7 +242,8 @@ def profiled(model, inputs, enabled: bool):
 
 
 def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
-        compile_mode: str = "none", profile: bool = False, layers=None, unfused_pooling_at=None) -> dict:
+        compile_mode: str = "none", profile: bool = False, layers=None, unfused_pooling_at=None,
+        own_dense_at=None) -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device, layers)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -251,14 +252,14 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
               "latents": list(inputs["hidden_states"].shape), "modes": {}}
     if compile_mode in ("none", "both"):
         result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                           stock_rotary_at, "eager", profile, unfused_pooling_at)
+                                           stock_rotary_at, "eager", profile, unfused_pooling_at, own_dense_at)
     if compile_mode in ("regional", "both"):
         # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
         # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
         # compiles; time_call's warm-up call absorbs it.
         model.compile_repeated_blocks(fullgraph=True)
         result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                              stock_rotary_at, "compiled", profile, unfused_pooling_at)
+                                              stock_rotary_at, "compiled", profile, unfused_pooling_at, own_dense_at)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -266,7 +267,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
 
 
 def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
-            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None) -> dict:
+            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None, own_dense_at=None) -> dict:
     """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
     compiled). With ``profile``, also the GPU time of one call of each by kind of kernel."""
     tag = f"[{model_name}, {label}]"
@@ -311,6 +312,17 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                                         "relative_error_vs_stock": warm_err, "clocks": warm_clocks}
     log(f"{tag} DynamicRad warm-up step (all layers dense): {warm_mean:.3f} s, {dense / warm_mean:.2f}x, "
         f"rel. error {warm_err:.1e}; {format_clocks(warm_clocks)}")
+    own_warm_mean = None
+    if own_dense_at is not None:  # the dense layers on DynamicRad's kernels (dense_backend="dynamicrad")
+        dynamicrad.enable(model, warmup_steps=1 << 30, block_size=block, dense_backend="dynamicrad")
+        own_warm_mean, _, own_out, own_clocks = time_call(model, inputs, repeats)
+        dynamicrad.disable(model)
+        own_err = ((own_out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
+        del own_out
+        result["dynamicrad_warmup_step_own_kernel"] = {"mean_s": own_warm_mean, "speedup": dense / own_warm_mean,
+                                                       "relative_error_vs_stock": own_err, "clocks": own_clocks}
+        log(f"{tag} DynamicRad warm-up step on its own dense kernel: {own_warm_mean:.3f} s, "
+            f"{dense / own_warm_mean:.2f}x, rel. error {own_err:.1e}; {format_clocks(own_clocks)}")
     runs = []
     # How the processor prepares Q and K: the one-pass norm and rotary (default), for Wan the one-pass
     # rotary after the stock norm, or the stock processor's arithmetic.
@@ -320,6 +332,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         configs += [(stock_rotary_at, "stock")]
     if unfused_pooling_at is not None and model_name == "hunyuan":  # selection pooling Q and K itself
         configs += [(unfused_pooling_at, "unfused pool")]
+    if own_dense_at is not None:  # the dense first layer on DynamicRad's kernels
+        configs += [(own_dense_at, "own dense")]
     for target, qk_pass in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
@@ -327,8 +341,10 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
                                   prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
-                                  fused_rotary=qk_pass != "stock", fused_norm=qk_pass in ("norm+rotary", "unfused pool"),
-                                  fused_pooling=qk_pass == "norm+rotary")
+                                  fused_rotary=qk_pass != "stock",
+                                  fused_norm=qk_pass in ("norm+rotary", "unfused pool", "own dense"),
+                                  fused_pooling=qk_pass in ("norm+rotary", "own dense"),
+                                  dense_backend="dynamicrad" if qk_pass == "own dense" else "stock")
         reset_peak()
         t0 = time.time()
         mean, best, out, clocks = time_call(model, inputs, repeats)
@@ -338,11 +354,12 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
-        fused_pooling = model_name == "hunyuan" and qk_pass == "norm+rotary" and device == "cuda"
+        fused_pooling = model_name == "hunyuan" and qk_pass in ("norm+rotary", "own dense") and device == "cuda"
         select_s, pooling_s = selection_overhead(state, len(sparse_layers), device, fused_pooling)
         overhead = select_s + pooling_s
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
+        step_warm = own_warm_mean if qk_pass == "own dense" else warm_mean
         entry = {
             "target_sparsity": target, "qk_pass": qk_pass, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
@@ -355,8 +372,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
             # 12 warm-up steps as DynamicRad runs them (measured above), then 38 sparse ones
             "fifty_steps": {
                 "stock_s": 50 * dense,
-                "dynamicrad_s": 12 * warm_mean + 38 * mean,
-                "speedup": 50 * dense / (12 * warm_mean + 38 * mean),
+                "dynamicrad_s": 12 * step_warm + 38 * mean,
+                "speedup": 50 * dense / (12 * step_warm + 38 * mean),
                 "speedup_with_stock_warmup": 50 * dense / (12 * dense + 38 * mean),
             },
         }
@@ -377,9 +394,11 @@ def print_mode(r: dict, label: str, mode: dict) -> None:
     print(f"\n{r['model']} ({label}) on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
     cudnn = mode["stock_sdpa_cudnn"]
     warm = mode["dynamicrad_warmup_step"]
+    own = mode.get("dynamicrad_warmup_step_own_kernel")
     print(f"  stock SDPA default {mode['stock_sdpa_default']['mean_s']:.3f} s"
           + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else "")
-          + f"; DynamicRad warm-up step {warm['mean_s']:.3f} s ({warm['speedup']:.2f}x)")
+          + f"; DynamicRad warm-up step {warm['mean_s']:.3f} s ({warm['speedup']:.2f}x)"
+          + (f", on its own dense kernel {own['mean_s']:.3f} s ({own['speedup']:.2f}x)" if own else ""))
     print("  target  Q/K pass     achieved  step s  speedup  selection  memory  50-step speedup  rel.err"
           "  (50 steps with stock warm-up steps)")
     for x in mode["dynamicrad"]:
@@ -402,6 +421,9 @@ def main() -> int:
                         "norm (fused_norm=False), to separate the gains")
     parser.add_argument("--unfused-pooling-at", type=float, help="HunyuanVideo: also time this sparsity with "
                         "fused_pooling=False (selection pools Q and K itself)")
+    parser.add_argument("--own-dense-at", type=float, help="also time the warm-up step and this sparsity with "
+                        "dense_backend='dynamicrad' (dense layers and warm-up steps on DynamicRad's kernels); its "
+                        "50-step total uses that warm-up step")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--layers", type=int, help="keep this many blocks of each kind: a quick check of "
                         "memory and errors at full width and length (the step times are not the model's)")
@@ -430,7 +452,7 @@ def main() -> int:
     if args.profile and args.device != "cuda":
         parser.error("--profile needs --device cuda (it sums GPU kernel times)")
     results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
-                   args.profile, args.layers, args.unfused_pooling_at) for m in models]
+                   args.profile, args.layers, args.unfused_pooling_at, args.own_dense_at) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)

@@ -86,6 +86,10 @@ int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tens
 int dr_engine_attend(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
                      const dr_tensor* out, float* lse, int32_t slot, void* stream, char* error, size_t error_size);
 
+/* Dense attention (every block pair) on the engine's kernels: no layout, any batch (engine.h). */
+int dr_engine_attend_dense(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
+                           const dr_tensor* out, float* lse, void* stream, char* error, size_t error_size);
+
 /* Kept block pairs of the slot's last layout and the dense count (synchronises the device). */
 int dr_engine_kept(const dr_engine* engine, int32_t slot, int64_t* kept, int64_t* total, char* error,
                    size_t error_size);

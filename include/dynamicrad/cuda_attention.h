@@ -82,6 +82,8 @@ class CudaLayoutAttention {
   virtual std::string name() const = 0;
   // layout: batch, heads, tokens and block_size must match the plan; its arrays stay on the device.
   virtual void run(const AttentionArgs& args, const DeviceLayoutView& layout) const = 0;
+  // Attention over every block pair (dense attention on the same kernels; no layout arrays).
+  virtual void run_dense(const AttentionArgs& args) const = 0;
 };
 
 // shape: the [batch, tokens, heads, head_dim] of q, k, v and out (head_dim must equal

@@ -54,6 +54,8 @@ struct KeptBlocks {
   double sparsity() const { return 1.0 - density(); }
 };
 
+// One engine serves one thread at a time: its calls (const ones too) make plans and fill buffers
+// on first use without locks.
 class SparseAttentionEngine {
  public:
   // Validates the options (Error names the field) and builds the radial prior.
@@ -78,6 +80,11 @@ class SparseAttentionEngine {
   // Block-sparse attention with the layout of `slot` (see attention.h for args; args.stream is used
   // on the CUDA engine). The batch must be the one the slot's layout was selected for.
   void attend(const AttentionArgs& args, int slot) const;
+
+  // Dense attention (every block pair) on the engine's kernels, for dense layers and warm-up steps:
+  // no layout, any batch; args as attend(). The CUDA engine plans it once per batch and dtype
+  // (shared with attend()); the CPU engine keeps a full layout per batch.
+  void attend_dense(const AttentionArgs& args) const;
 
   // The kept blocks of the slot's last layout; Error when the slot was never selected. On the CUDA
   // engine this synchronises the device (the count was copied to pinned memory by select()) and

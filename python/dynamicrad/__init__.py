@@ -13,7 +13,7 @@ from ._library import built_with_cuda, version
 from .config import DynamicRadConfig
 from .engine import MODES, REGIMES, Engine, Geometry, LutEntry, Selection, lut_entry
 from .integrations import disable, enable
-from .ops import norm_rotary, norm_rotary_pooled, rotary, sparse_attention
+from .ops import dense_attention, norm_rotary, norm_rotary_pooled, rotary, sparse_attention
 from .state import DynamicRadState
 
 __version__ = "0.1.0"
@@ -28,6 +28,7 @@ __all__ = [
     "REGIMES",
     "Selection",
     "built_with_cuda",
+    "dense_attention",
     "disable",
     "enable",
     "lut_entry",

@@ -102,6 +102,7 @@ def library() -> ctypes.CDLL:
             [vp, tp, tp, vp, vp, ctypes.c_int64, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int
         ),
         "dr_engine_attend": ([vp, tp, tp, tp, tp, vp, i32, vp] + c_err, ctypes.c_int),
+        "dr_engine_attend_dense": ([vp, tp, tp, tp, tp, vp, vp] + c_err, ctypes.c_int),
         "dr_engine_kept": ([vp, i32, i64p, i64p] + c_err, ctypes.c_int),
         "dr_engine_layout": ([vp, i32, i64p, i64p, vp, vp] + c_err, ctypes.c_int),
         "dr_engine_mask_png": ([vp, i32, ctypes.c_int64, ctypes.c_int64, i32, ctypes.c_char_p] + c_err, ctypes.c_int),

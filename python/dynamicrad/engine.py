@@ -251,6 +251,10 @@ class Engine:
         """Writes attention over the slot's layout into ``out`` (and ``lse``, float32 [batch, heads, tokens])."""
         attend_into(self.handle, q, k, v, out, lse, slot)
 
+    def attend_dense(self, q, k, v, out, lse: Optional[torch.Tensor] = None) -> None:
+        """Writes dense attention (every block pair, no layout) on the engine's kernels into ``out``."""
+        attend_into(self.handle, q, k, v, out, lse, None)
+
 
 def _stream(t: torch.Tensor):
     if t.device.type != "cuda":
@@ -305,8 +309,9 @@ def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_n
     _lib.check(status, error, "select")
 
 
-def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: int) -> None:
-    """dr_engine_attend on a raw handle (the torch operator's path)."""
+def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: Optional[int]) -> None:
+    """dr_engine_attend on a raw handle (the torch operator's path); slot None: dr_engine_attend_dense
+    (every block pair, no layout)."""
     for t, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out")):
         check_engine_device(handle, t, name)
     tensors = [c_tensor(t, name) for t, name in ((q, "q"), (k, "k"), (v, "v"), (out, "out"))]
@@ -317,7 +322,12 @@ def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: in
             raise ValueError(f"lse: expected contiguous float32 {(b, h, n)}, got {lse.dtype} {tuple(lse.shape)}")
         lse_ptr = ctypes.c_void_p(lse.data_ptr())
     error = _lib.error_buffer()
-    status = _lib.library().dr_engine_attend(
-        ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, slot, _stream(q), error, len(error)
-    )
+    if slot is None:
+        status = _lib.library().dr_engine_attend_dense(
+            ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, _stream(q), error, len(error)
+        )
+    else:
+        status = _lib.library().dr_engine_attend(
+            ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, slot, _stream(q), error, len(error)
+        )
     _lib.check(status, error, "attend")

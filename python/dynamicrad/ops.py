@@ -22,6 +22,23 @@ from . import _library as _lib
 from .engine import Engine, Selection, attend_into, c_tensor, select_into
 
 
+def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
+    """The checks the operators need before they read shapes (the engine checks the rest)."""
+    for t, name in ((q, "q"), (k, "k"), (v, "v")):
+        if t.dim() != 4:
+            raise ValueError(f"{name}: expected [batch, tokens, heads, head_dim], got shape {tuple(t.shape)}")
+    if not (q.device == k.device == v.device):
+        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+
+
+def _outputs(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The operators' outputs: out like q (contiguous), lse float32 [batch, heads, tokens]."""
+    b, n, h, _ = q.shape
+    return torch.empty_like(q, memory_format=torch.contiguous_format), q.new_empty((b, h, n), dtype=torch.float32)
+
+
 @torch.library.custom_op("dynamicrad::sparse_attention", mutates_args=())
 def _sparse_attention(
     q: torch.Tensor,
@@ -38,24 +55,19 @@ def _sparse_attention(
     pooled_q: Optional[torch.Tensor] = None,
     pooled_k: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    if not (q.device == k.device == v.device):
-        raise ValueError(f"q, k, v must be on one device, got {q.device}, {k.device}, {v.device}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise ValueError(f"q, k, v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    _check_qkv(q, k, v)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if select:
         select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot, pooled_q, pooled_k)
-    out = torch.empty_like(q)
-    b, n, h, _ = q.shape
-    lse = torch.empty((b, h, n), dtype=torch.float32, device=q.device)
+    out, lse = _outputs(q)
     attend_into(engine, q, k, v, out, lse, slot)
     return out, lse
 
 
 @_sparse_attention.register_fake
 def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far, pooled_q=None, pooled_k=None):
-    b, n, h, _ = q.shape
-    return torch.empty_like(q, memory_format=torch.contiguous_format), q.new_empty((b, h, n), dtype=torch.float32)
+    _check_qkv(q, k, v)
+    return _outputs(q)
 
 
 def sparse_attention(
@@ -81,6 +93,28 @@ def sparse_attention(
         q, k, v, engine.handle, slot, select, selection.mode_code,
         selection.r_near, selection.r_far, selection.tau_near, selection.tau_far, pooled_q, pooled_k,
     )
+
+
+@torch.library.custom_op("dynamicrad::dense_attention", mutates_args=())
+def _dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: int) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_qkv(q, k, v)
+    q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+    out, lse = _outputs(q)
+    attend_into(engine, q, k, v, out, lse, None)
+    return out, lse
+
+
+@_dense_attention.register_fake
+def _(q, k, v, engine):
+    _check_qkv(q, k, v)
+    return _outputs(q)
+
+
+def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: Engine) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense attention of q, k, v ([batch, tokens, heads, head_dim]) on the engine's kernels: every
+    block pair, no layout (dense layers and warm-up steps with ``dense_backend="dynamicrad"``).
+    Returns (out, lse) as ``sparse_attention``."""
+    return torch.ops.dynamicrad.dense_attention(q, k, v, engine.handle)
 
 
 # The Q/K arithmetic of each supported model's stock processor (rotary.h): the RMSNorm's scope and

@@ -12,7 +12,7 @@ import torch
 
 from .config import DynamicRadConfig
 from .engine import Engine, Geometry, Selection, lut_entry
-from .ops import sparse_attention
+from .ops import dense_attention, sparse_attention
 
 # Transformer calls per denoising step that keep their own layouts when layouts are reused
 # (classifier-free guidance runs the conditional and unconditional branches as two calls).
@@ -179,6 +179,18 @@ class DynamicRadState:
             self._records_step[layer] = self.step
         if (engine, slot) not in self._records[layer]:
             self._records[layer].append((engine, slot))
+        return out
+
+    def dense_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0) -> torch.Tensor:
+        """Dense attention of a dense layer or warm-up step on DynamicRad's kernels (``dense_backend
+        = "dynamicrad"``), for batch elements that share one text length."""
+        geometry = self.geometry(q.shape[2], q.shape[3], text_tokens)
+        if q.shape[1] != geometry.tokens:
+            raise ValueError(
+                f"hidden_states: {q.shape[1]} tokens, but the transformer's input has {geometry.frames} x "
+                f"{geometry.height} x {geometry.width} latent tokens + {text_tokens} text tokens = {geometry.tokens}"
+            )
+        out, _ = dense_attention(q, k, v, self.engine(geometry, q.device))
         return out
 
     def record_dense(self, layer: int) -> None:

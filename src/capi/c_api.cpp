@@ -86,6 +86,18 @@ dr::MutableTensor mutable_tensor(const dr_tensor* t, const char* name) {
   return dr::MutableTensor{t->data, dtype_of(t->dtype, name), shape_of(*t)};
 }
 
+dr::AttentionArgs attention_args(const dr_tensor* q, const dr_tensor* k, const dr_tensor* v, const dr_tensor* out,
+                                 float* lse, void* stream) {
+  dr::AttentionArgs args;
+  args.q = const_tensor(q, "q");
+  args.k = const_tensor(k, "k");
+  args.v = const_tensor(v, "v");
+  args.out = mutable_tensor(out, "out");
+  args.lse = lse;
+  args.stream = stream;
+  return args;
+}
+
 dr::SelectionParams selection_of(const dr_selection* s) {
   if (s == nullptr) throw dr::Error("selection", "is null");
   dr::SelectionParams p;
@@ -183,16 +195,12 @@ int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tens
 
 int dr_engine_attend(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
                      const dr_tensor* out, float* lse, int32_t slot, void* stream, char* error, size_t error_size) {
-  return guarded(error, error_size, [&] {
-    dr::AttentionArgs args;
-    args.q = const_tensor(q, "q");
-    args.k = const_tensor(k, "k");
-    args.v = const_tensor(v, "v");
-    args.out = mutable_tensor(out, "out");
-    args.lse = lse;
-    args.stream = stream;
-    live(engine).attend(args, slot);
-  });
+  return guarded(error, error_size, [&] { live(engine).attend(attention_args(q, k, v, out, lse, stream), slot); });
+}
+
+int dr_engine_attend_dense(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,
+                           const dr_tensor* out, float* lse, void* stream, char* error, size_t error_size) {
+  return guarded(error, error_size, [&] { live(engine).attend_dense(attention_args(q, k, v, out, lse, stream)); });
 }
 
 int dr_engine_kept(const dr_engine* engine, int32_t slot, int64_t* kept, int64_t* total, char* error,

@@ -112,8 +112,8 @@ __global__ void __launch_bounds__(kBlockM * 2, 1)
 
   const int row = p.row_order[blockIdx.x];
   const RowCoords rc = row_coords(p, row);
-  const std::int64_t begin = p.row_offsets[row];
-  const int tiles = static_cast<int>(p.row_offsets[row + 1] - begin) * kTilesPerBlock;
+  const std::int64_t begin = row_begin(p, row);
+  const int tiles = static_cast<int>(row_end(p, row) - begin) * kTilesPerBlock;
   const std::int64_t token_stride = static_cast<std::int64_t>(p.heads) * kHeadDim;
   const std::int64_t slice = static_cast<std::int64_t>(rc.b) * p.tokens * token_stride + rc.h * kHeadDim;
   const auto* q = static_cast<const std::uint16_t*>(p.q) + slice;
@@ -138,7 +138,7 @@ __global__ void __launch_bounds__(kBlockM * 2, 1)
   }
 
   auto key_start = [&](int tile) {
-    return p.col_indices[begin + tile / kTilesPerBlock] * kBlockM + (tile % kTilesPerBlock) * kKeyTile;
+    return key_block(p, begin + tile / kTilesPerBlock) * kBlockM + (tile % kTilesPerBlock) * kKeyTile;
   };
 
   load_rows<kHeadDim, kThreads>(s_q, q, token_stride, q0, kBlockM, p.tokens);

@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(WgmmaTraits<kHeadDim, kStagesArg>::kThreads, 1
       std::uint32_t kv_iter = 0;
       for (int tile = p.cta_offsets[blockIdx.x]; tile < p.cta_offsets[blockIdx.x + 1]; ++tile) {
         const int row = p.row_order[tile];
-        const std::int64_t begin = p.row_offsets[row], end = p.row_offsets[row + 1];
+        const std::int64_t begin = row_begin(p, row), end = row_end(p, row);
         if (begin == end) continue;
         const RowCoords rc = row_coords(p, row);
         mbarrier_wait(&bars->q_empty, (q_round & 1) ^ 1);
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(WgmmaTraits<kHeadDim, kStagesArg>::kThreads, 1
         }
         ++q_round;
         for (std::int64_t e = begin; e < end; ++e, ++kv_iter) {
-          const int key0 = p.col_indices[e] * Traits::kBlockN;
+          const int key0 = key_block(p, e) * Traits::kBlockN;
           const int stage = kv_iter % kStages;
           const std::uint32_t phase = (kv_iter / kStages) & 1;
           unsigned char* const k_tile = s_k + stage * Traits::kTileBytes;
@@ -289,8 +289,8 @@ __global__ void __launch_bounds__(WgmmaTraits<kHeadDim, kStagesArg>::kThreads, 1
     std::uint32_t kv_iter = 0;
     for (int tile = p.cta_offsets[blockIdx.x]; tile < p.cta_offsets[blockIdx.x + 1]; ++tile) {
       const int row = p.row_order[tile];
-      const std::int64_t begin = p.row_offsets[row];
-      const int n = static_cast<int>(p.row_offsets[row + 1] - begin);
+      const std::int64_t begin = row_begin(p, row);
+      const int n = static_cast<int>(row_end(p, row) - begin);
       const RowCoords rc = row_coords(p, row);
       const std::int64_t slice =
           static_cast<std::int64_t>(rc.b) * p.tokens * token_stride + static_cast<std::int64_t>(rc.h) * kHeadDim;
@@ -331,7 +331,7 @@ __global__ void __launch_bounds__(WgmmaTraits<kHeadDim, kStagesArg>::kThreads, 1
         mbarrier_arrive(&bars->k_empty[stage]);
         if (n == 1) mbarrier_arrive(&bars->q_empty);
       }
-      online_softmax(s, p.tokens - p.col_indices[begin] * Traits::kBlockN, t, state, alpha, p.scale_log2);
+      online_softmax(s, p.tokens - key_block(p, begin) * Traits::kBlockN, t, state, alpha, p.scale_log2);
       to_fragments<T>(s, p_frag);
 
       // Steady state, block j: issue S_j, rescale O for block j-1's max, issue P_{j-1} V_{j-1}; the
@@ -356,7 +356,7 @@ __global__ void __launch_bounds__(WgmmaTraits<kHeadDim, kStagesArg>::kThreads, 1
           mbarrier_arrive(&bars->k_empty[stage]);
           if (j == n - 1) mbarrier_arrive(&bars->q_empty);
         }
-        online_softmax(s, p.tokens - p.col_indices[begin + j] * Traits::kBlockN, t, state, alpha, p.scale_log2);
+        online_softmax(s, p.tokens - key_block(p, begin + j) * Traits::kBlockN, t, state, alpha, p.scale_log2);
         wgmma_wait<0>();
 #pragma unroll
         for (int i = 0; i < Traits::kOutRegs; ++i) fence_operand(o[i]);

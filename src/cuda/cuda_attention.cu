@@ -320,6 +320,14 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
                           std::to_string(layout.tokens) + ", block " + std::to_string(layout.block_size) +
                           " differ from the plan's " + to_string(shape_) + ", block " + std::to_string(block_size_));
     require(layout.row_offsets != nullptr && layout.col_indices != nullptr, "layout", "arrays are null");
+    launch_on(args, layout.row_offsets, layout.col_indices);
+  }
+
+  void run_dense(const AttentionArgs& args) const override { launch_on(args, nullptr, nullptr); }
+
+ private:
+  // Null arrays: the kernels' full layout (sparse_attention_params.cuh).
+  void launch_on(const AttentionArgs& args, const std::int64_t* row_offsets, const std::int32_t* col_indices) const {
     for (const auto& [t, name] : {std::pair<ConstTensor, const char*>{args.q, "q"}, {args.k, "k"}, {args.v, "v"},
                                   {ConstTensor(args.out), "out"}}) {
       require_shape(t, shape_, name);
@@ -327,14 +335,13 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
     check_kernel_tensors(args, options_);
     cuda::SparseAttentionParams p =
         kernel_params(args, shape_.batch, shape_.heads, shape_.tokens, blocks_, softmax_scale(options_));
-    p.row_offsets = layout.row_offsets;
-    p.col_indices = layout.col_indices;
+    p.row_offsets = row_offsets;
+    p.col_indices = col_indices;
     p.row_order = row_order_.get();
     p.cta_offsets = cta_offsets_.get();
     launch(p, options_, choice_, block_size_, grid_, args.stream);
   }
 
- private:
   Shape shape_;
   int block_size_ = 0;
   std::int64_t blocks_ = 0;

@@ -104,28 +104,13 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     require(args.q.shape.batch == view.batch, "q",
             "batch " + std::to_string(args.q.shape.batch) + " differs from the batch " + std::to_string(view.batch) +
                 " slot " + std::to_string(slot) + "'s layout was selected for");
-    require(args.q.dtype == DType::f16 || args.q.dtype == DType::bf16, "q",
-            "dtype " + to_string(args.q.dtype) + ": CUDA attention takes f16 or bf16");
-    require_device_memory(args.q.data, "q", device_);
-    require_device_memory(args.k.data, "k", device_);
-    require_device_memory(args.v.data, "v", device_);
-    require_device_memory(args.out.data, "out", device_);
-    if (args.lse != nullptr) require_device_memory(args.lse, "lse", device_);
     Guard guard(device_);
-    PerBatch& b = batches_.at(view.batch);
-    std::unique_ptr<CudaLayoutAttention>& plan = b.attention[args.q.dtype];
-    if (!plan) {
-      const VideoGeometry& g = prior_.geometry;
-      CudaAttentionOptions o;
-      o.scale = options_.scale;
-      o.head_dim = g.head_dim;
-      o.device = device_;
-      o.dtype = args.q.dtype;
-      const std::int64_t before = free_bytes();
-      plan = plan_cuda_layout_attention(Shape{view.batch, total_tokens(g), g.heads, g.head_dim}, g.block_size, o);
-      device_bytes_ += before - free_bytes();
-    }
-    plan->run(args, view);
+    attention_plan(args).run(args, view);
+  }
+
+  void attend_dense(const AttentionArgs& args) const override {
+    Guard guard(device_);
+    attention_plan(args).run_dense(args);
   }
 
   KeptBlocks kept(int slot, void*) const override {
@@ -149,6 +134,32 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   std::int64_t device_bytes() const override { return device_bytes_; }
 
  private:
+  // The attention plan for args' batch and dtype, made on first use (the caller holds the device
+  // guard), after the checks of the tensors' dtype and memory.
+  const CudaLayoutAttention& attention_plan(const AttentionArgs& args) const {
+    require(args.q.dtype == DType::f16 || args.q.dtype == DType::bf16, "q",
+            "dtype " + to_string(args.q.dtype) + ": CUDA attention takes f16 or bf16");
+    require_device_memory(args.q.data, "q", device_);
+    require_device_memory(args.k.data, "k", device_);
+    require_device_memory(args.v.data, "v", device_);
+    require_device_memory(args.out.data, "out", device_);
+    if (args.lse != nullptr) require_device_memory(args.lse, "lse", device_);
+    const std::int64_t batch = args.q.shape.batch;
+    std::unique_ptr<CudaLayoutAttention>& plan = attention_[{batch, args.q.dtype}];
+    if (!plan) {
+      const VideoGeometry& g = prior_.geometry;
+      CudaAttentionOptions o;
+      o.scale = options_.scale;
+      o.head_dim = g.head_dim;
+      o.device = device_;
+      o.dtype = args.q.dtype;
+      const std::int64_t before = free_bytes();
+      plan = plan_cuda_layout_attention(Shape{batch, total_tokens(g), g.heads, g.head_dim}, g.block_size, o);
+      device_bytes_ += before - free_bytes();
+    }
+    return *plan;
+  }
+
   class Guard {
    public:
     explicit Guard(int device) {
@@ -165,7 +176,6 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
 
   struct PerBatch {
     std::unique_ptr<CudaMaskBuilder> builder;
-    std::map<DType, std::unique_ptr<CudaLayoutAttention>> attention;  // one plan per dtype, made by attend()
   };
 
   struct SlotInfo {
@@ -235,8 +245,10 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   const RadialPrior& prior_;
   EngineOptions options_;
   int device_ = 0;
-  // attend() is const for callers but makes a batch's attention plan on first use.
-  mutable std::map<std::int64_t, PerBatch> batches_;
+  std::map<std::int64_t, PerBatch> batches_;
+  // One attention plan per (batch, dtype), made by the first attend() or attend_dense() of it (both
+  // const for callers).
+  mutable std::map<std::pair<std::int64_t, DType>, std::unique_ptr<CudaLayoutAttention>> attention_;
   std::vector<SlotInfo> slots_;
   std::vector<KeptLayout> kept_;
   std::unique_ptr<MaskBuildStatus, PinnedFree> status_;

@@ -27,6 +27,7 @@ struct SparseAttentionParams {
   int blocks = 0;        // query blocks == key blocks per (batch, head): ceil(tokens / block_size)
   int num_rows = 0;      // batch * heads * blocks
 
+  // The layout; both null: the full layout (every key block for every row, no arrays read).
   const std::int64_t* row_offsets = nullptr;  // [num_rows + 1], device
   const std::int32_t* col_indices = nullptr;  // [row_offsets[num_rows]], device, ascending per row
   const std::int32_t* row_order = nullptr;    // [num_rows], device: the schedule (a permutation)
@@ -35,6 +36,17 @@ struct SparseAttentionParams {
 
   float scale_log2 = 0.0f;  // softmax scale * kLog2e
 };
+
+// Row `row` of the layout: entries [row_begin, row_end), entry e naming key block key_block(e).
+__device__ __forceinline__ std::int64_t row_begin(const SparseAttentionParams& p, int row) {
+  return p.col_indices == nullptr ? 0 : p.row_offsets[row];
+}
+__device__ __forceinline__ std::int64_t row_end(const SparseAttentionParams& p, int row) {
+  return p.col_indices == nullptr ? p.blocks : p.row_offsets[row + 1];
+}
+__device__ __forceinline__ int key_block(const SparseAttentionParams& p, std::int64_t e) {
+  return p.col_indices == nullptr ? static_cast<int>(e) : p.col_indices[e];
+}
 
 // Launchers (one translation unit per kernel family). They throw dynamicrad::Error on a CUDA error.
 void launch_mma_sync_attention(const SparseAttentionParams& params, ElementType type, int head_dim,

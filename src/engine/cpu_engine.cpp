@@ -1,6 +1,7 @@
 // The CPU engine: selection with pool_blocks + select_blocks, attention with the CPU block-sparse
 // backend. Each select() plans attention once for its layout (host memory); attend() only runs that
 // plan, so a layout reused for several calls is neither copied nor planned again.
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,31 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
     plan.run(args);
   }
 
+  void attend_dense(const AttentionArgs& args) const override {
+    const std::int64_t batch = args.q.shape.batch;
+    std::unique_ptr<AttentionBackend>& plan = dense_[batch];
+    if (!plan) {
+      VideoGeometry g = prior_.geometry;
+      g.batch = batch;
+      BlockLayout layout;
+      layout.batch = batch;
+      layout.heads = g.heads;
+      layout.tokens = total_tokens(g);
+      layout.block_size = g.block_size;
+      layout.blocks = prior_.blocks;
+      const std::int64_t rows = batch * g.heads * layout.blocks;
+      layout.row_offsets.resize(static_cast<std::size_t>(rows + 1));
+      layout.col_indices.resize(static_cast<std::size_t>(rows * layout.blocks));
+      for (std::int64_t r = 0; r <= rows; ++r) layout.row_offsets[r] = r * layout.blocks;
+      for (std::int64_t e = 0; e < rows * layout.blocks; ++e) layout.col_indices[e] = static_cast<std::int32_t>(e % layout.blocks);
+      AttentionOptions o;
+      o.scale = options_.scale;
+      o.threads = options_.threads;
+      plan = plan_cpu_attention(std::move(layout), o);
+    }
+    plan->run(args);
+  }
+
   KeptBlocks kept(int slot, void*) const override {
     require(counts_[slot].total > 0, "slot", std::to_string(slot) + ": no layout was selected for it yet");
     return counts_[slot];
@@ -66,6 +92,8 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
   std::vector<KeptBlocks> counts_;
   std::vector<std::unique_ptr<AttentionBackend>> plans_;
   int current_ = -1;
+  // The full layout's plan per batch (attend_dense).
+  mutable std::map<std::int64_t, std::unique_ptr<AttentionBackend>> dense_;
 };
 
 }  // namespace

@@ -90,6 +90,14 @@ void SparseAttentionEngine::attend(const AttentionArgs& args, int slot) const {
   backend_->attend(args, slot);
 }
 
+void SparseAttentionEngine::attend_dense(const AttentionArgs& args) const {
+  check_call_tensor(args.q, "q", options_);
+  check_call_tensor(args.k, "k", options_);
+  check_call_tensor(args.v, "v", options_);
+  check_call_tensor(args.out, "out", options_);
+  backend_->attend_dense(args);
+}
+
 KeptBlocks SparseAttentionEngine::kept(int slot, void* stream) const {
   check_slot(slot, options_);
   return backend_->kept(slot, stream);

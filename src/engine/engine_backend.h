@@ -14,6 +14,7 @@ class SparseAttentionEngine::Backend {
   virtual void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
                       void* stream, const PooledPrefix& pooled) = 0;
   virtual void attend(const AttentionArgs& args, int slot) const = 0;
+  virtual void attend_dense(const AttentionArgs& args) const = 0;
   virtual KeptBlocks kept(int slot, void* stream) const = 0;
   virtual BlockLayout layout(int slot, void* stream) const = 0;
   virtual std::int64_t device_bytes() const = 0;

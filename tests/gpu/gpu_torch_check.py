@@ -15,6 +15,9 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
      on every path (HunyuanVideo's pooling kernel, the others pooling afterwards); selection from
      those means gives the layouts of selection pooling Q and K itself, on CUDA and on the CPU; a
      small HunyuanVideo transformer gives the same bits with fused_pooling on and off.
+  7. Dense attention on DynamicRad's kernels (dense_backend="dynamicrad"): the CUDA engine against the
+     CPU engine and torch SDPA (both kernels: block 128 wgmma, block 64 mma.sync), and the small
+     Wan / HunyuanVideo transformers' dense steps against stock.
 """
 
 from __future__ import annotations
@@ -201,6 +204,32 @@ def pooled_bits() -> None:
             engine.close()
 
 
+def dense_on_engine() -> None:
+    cases = [
+        (dynamicrad.Geometry(frames=6, height=13, width=20, heads=4, head_dim=128), 1),
+        (dynamicrad.Geometry(frames=4, height=16, width=16, heads=2, head_dim=128, text_tokens=77,
+                             text_placement="suffix"), 2),
+        (dynamicrad.Geometry(frames=5, height=9, width=15, heads=3, head_dim=64, block_size=64), 2),
+    ]
+    gen = torch.Generator().manual_seed(3)
+    for geometry, batch in cases:
+        cpu = dynamicrad.Engine(geometry, device="cpu")
+        gpu = dynamicrad.Engine(geometry, device="cuda")
+        shape = (batch, geometry.tokens, geometry.heads, geometry.head_dim)
+        q, k, v = (torch.randn(shape, generator=gen).to(torch.bfloat16) for _ in range(3))
+        out_c, lse_c = dynamicrad.dense_attention(q, k, v, cpu)
+        out_g, lse_g = dynamicrad.dense_attention(q.cuda(), k.cuda(), v.cuda(), gpu)
+        sdpa = torch.nn.functional.scaled_dot_product_attention(
+            *(t.cuda().float().transpose(1, 2) for t in (q, k, v))).transpose(1, 2)
+        name = f"{geometry.tokens} tokens block {geometry.block_size} head_dim {geometry.head_dim} batch {batch}"
+        e, s = rel(out_g.cpu(), out_c), rel(out_g, sdpa)
+        d = (lse_g.cpu() - lse_c).abs().max().item()
+        check(e < 1e-2 and s < 1e-2 and d < 1e-2,
+              f"dense_attention on CUDA vs the CPU engine rel {e:.2e}, vs SDPA (float) rel {s:.2e}, lse {d:.1e}: {name}")
+        cpu.close()
+        gpu.close()
+
+
 def small_wan(heads: int, channels: int, text_dim: int, layers: int):
     """A random bf16 Wan transformer on the GPU with head_dim 128 (seed 0)."""
     from diffusers import WanTransformer3DModel
@@ -229,6 +258,10 @@ def wan_density_one() -> None:
         check(e < 3e-2, f"Wan bf16 on CUDA: density 1 vs stock rel {e:.2e}")
         dynamicrad.disable(model)
         check(torch.equal(model(**inputs).sample, stock), "Wan on CUDA: disable() restores stock exactly")
+        dynamicrad.enable(model, dense_backend="dynamicrad")
+        e = rel(model(**inputs).sample, stock)
+        check(e < 3e-2, f"Wan bf16 on CUDA: a warm-up step on DynamicRad's dense kernel vs stock rel {e:.2e}")
+        dynamicrad.disable(model)
 
 
 def wan_compiled_steps() -> None:
@@ -296,6 +329,10 @@ def hunyuan_padded_prompts() -> None:
     dynamicrad.enable(model, warmup_steps=1, dense_padding="mask", fused_norm=False)
     check(torch.equal(call(900.0), stock), "HunyuanVideo on CUDA: warm-up with dense_padding='mask' gives the stock bits")
     dynamicrad.disable(model)
+    dynamicrad.enable(model, warmup_steps=1, dense_backend="dynamicrad")
+    e = rel(call(900.0), stock)
+    check(e < 3e-2, f"HunyuanVideo on CUDA: warm-up on DynamicRad's dense kernel vs the masked stock call: rel {e:.2e}")
+    dynamicrad.disable(model)
     state = dynamicrad.enable(model, warmup_steps=1, regime="high")
     warm = call(900.0)
     e = rel(warm, stock)
@@ -322,6 +359,7 @@ def main() -> int:
     rotary_bits()
     hunyuan_rotary_bits()
     pooled_bits()
+    dense_on_engine()
     wan_density_one()
     wan_compiled_steps()
     hunyuan_padded_prompts()

@@ -481,3 +481,136 @@ def test_fused_pooling_off_without_fused_norm(make_hunyuan, hunyuan_inputs, monk
     assert results[True][2] == [] and results[False][2] == []
     assert torch.equal(results[True][0][0], results[False][0][0])
     _assert_same_selection(results)
+
+
+# ---- dense_backend="dynamicrad": dense layers and warm-up steps on DynamicRad's kernels ------------
+def _count_dense_calls(monkeypatch) -> tuple:
+    """Records the engine's dense path (``dynamicrad.state.dense_attention``, what
+    DynamicRadState.dense_attention calls) as (batch, tokens, engine text tokens) and the stock
+    self-attention calls of the dispatch module as (batch, tokens, masked)."""
+    import dynamicrad.state as state_module
+    from dynamicrad.integrations import dispatch as dispatch_module
+
+    engine_calls, stock_calls = [], []
+    real_dense, real_stock = state_module.dense_attention, dispatch_module.dispatch_attention_fn
+
+    def dense(q, k, v, engine):
+        engine_calls.append((q.shape[0], q.shape[1], engine.geometry.text_tokens))
+        return real_dense(q, k, v, engine)
+
+    def stock(q, k, v, attn_mask=None, **kwargs):
+        stock_calls.append((q.shape[0], q.shape[1], attn_mask is not None))
+        return real_stock(q, k, v, attn_mask=attn_mask, **kwargs)
+
+    monkeypatch.setattr(state_module, "dense_attention", dense)
+    monkeypatch.setattr(dispatch_module, "dispatch_attention_fn", stock)
+    return engine_calls, stock_calls
+
+
+VIDEO = 5 * 8 * 8  # hunyuan_inputs: 5 x 16 x 16 latents, patch 1 x 2 x 2
+
+
+@pytest.mark.parametrize("lengths", [(12, 7), (9, 4), (7, 7), (12, 12), (12,), (5,)],
+                         ids=["padded-12-7", "padded-9-4", "padded-7-7", "unpadded", "batch1", "batch1-padded"])
+def test_dense_backend_dynamicrad_warmup_matches_stock(make_hunyuan, hunyuan_inputs, helpers, monkeypatch, lengths):
+    """A warm-up step with dense_backend="dynamicrad": every self-attention layer runs the engine's
+    dense path once a prompt-length group (the valid tokens of that length; never the stock attention),
+    and the output is the stock masked model's within fp32 rounding, for every batch element."""
+    model = make_hunyuan()
+    x = hunyuan_inputs(batch=len(lengths), lengths=lengths)
+    stock = {t: _forward(model, {**x, "timestep": torch.full((len(lengths),), float(t))}) for t in (900, 800)}
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    state = dynamicrad.enable(model, block_size=32, regime="high", warmup_steps=1, dense_backend="dynamicrad")
+    out = _forward(model, {**x, "timestep": torch.full((len(lengths),), 900.0)})
+    assert all(r.dense for r in state.report())
+    groups = sorted(set(lengths))
+    per_layer = [(sum(1 for n in lengths if n == m), VIDEO + m, m) for m in groups]
+    assert engine_calls == per_layer * 4, "once per self-attention layer and prompt-length group"
+    assert stock_calls == []
+    assert helpers.rel_err(out, stock[900]) < 1e-5
+    for b in range(len(lengths)):
+        assert helpers.rel_err(out[b], stock[900][b]) < 1e-5
+    assert not torch.equal(out, stock[900]), "the engine's kernels, not the stock bits"
+    assert len(state._engines) == len(groups)
+
+    # the next step is sparse (dense_layers=1: layer 0 still runs the engine's dense path)
+    engine_calls.clear()
+    out = _forward(model, {**x, "timestep": torch.full((len(lengths),), 800.0)})
+    assert state.step == 1 and [r.dense for r in state.report()] == [True, False, False, False]
+    assert engine_calls == per_layer and stock_calls == []
+    assert helpers.rel_err(out, stock[800]) > 1e-4, "the tolerance tells dense from sparse attention"
+
+
+def test_dense_backend_stock_never_calls_the_engine_dense_path(make_hunyuan, hunyuan_inputs, monkeypatch):
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    for config in (dict(warmup_steps=1), dict(warmup_steps=1, dense_backend="stock", dense_padding="mask"),
+                   dict(warmup_steps=0, dense_layers=1)):
+        state = dynamicrad.enable(model, block_size=32, regime="high", **config)
+        assert state.config.dense_backend == "stock"
+        stock_calls.clear()
+        _forward(model, x)
+        assert engine_calls == []
+        assert len(stock_calls) == (1 if config["warmup_steps"] == 0 else 4) * (
+            1 if config.get("dense_padding") == "mask" else 2)
+        dynamicrad.disable(model)
+
+
+@pytest.mark.parametrize("lengths", [(12, 7), (12, 12)], ids=["padded-12-7", "unpadded"])
+def test_dense_backend_dynamicrad_dense_layer_in_sparse_step(make_hunyuan, hunyuan_inputs, helpers, monkeypatch,
+                                                             lengths):
+    """dense_layers=1, warmup_steps=0: layer 0 runs the engine's dense path (per length group), the
+    other layers stay sparse; the result is the stock-backend model's within fp32 rounding."""
+    x = hunyuan_inputs(lengths=lengths)
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    outs = {}
+    for backend in ("stock", "dynamicrad"):
+        model = make_hunyuan()
+        engine_calls.clear()
+        stock_calls.clear()
+        state = dynamicrad.enable(model, **SPARSE, mode="static-ratio", dense_layers=1, dense_backend=backend)
+        outs[backend] = _forward(model, x)
+        reports = state.report()
+        assert [r.dense for r in reports] == [True, False, False, False]
+        assert all(0 < r.kept < r.total for r in reports[1:])
+        groups = sorted(set(lengths))
+        if backend == "dynamicrad":
+            assert engine_calls == [(sum(1 for n in lengths if n == m), VIDEO + m, m) for m in groups]
+            assert stock_calls == []
+        else:
+            assert engine_calls == [] and len(stock_calls) == len(groups)
+        dynamicrad.disable(model)
+    assert helpers.rel_err(outs["dynamicrad"], outs["stock"]) < 1e-5
+
+
+def test_dense_backend_dynamicrad_ignores_padded_text(make_hunyuan, hunyuan_inputs, monkeypatch):
+    """The engine's dense path leaves padded prompt tokens out, as the stock mask does."""
+    model = make_hunyuan()
+    x = hunyuan_inputs(lengths=(12, 7))
+    dynamicrad.enable(model, block_size=32, warmup_steps=1, dense_backend="dynamicrad")
+    out = _forward(model, x)
+    y = dict(x)
+    y["encoder_hidden_states"] = x["encoder_hidden_states"].clone()
+    y["encoder_hidden_states"][1, 7:] = 100.0
+    torch.testing.assert_close(_forward(model, y), out, atol=1e-5, rtol=1e-4)
+
+
+def test_dense_backend_dynamicrad_tiled3d_warmup(make_hunyuan, hunyuan_inputs, helpers):
+    model = make_hunyuan()
+    x = _wide(hunyuan_inputs(lengths=(12, 7)))
+    ref = _forward(model, x)
+    dynamicrad.enable(model, block_size=32, warmup_steps=1, token_order="tiled3d", dense_backend="dynamicrad")
+    assert helpers.rel_err(_forward(model, x), ref) < 1e-5
+
+
+def test_dense_backend_is_checked(make_hunyuan, helpers):
+    model = make_hunyuan()
+    hooks = helpers.hook_snapshot(model)
+    with pytest.raises(ValueError, match="^dense_backend"):
+        dynamicrad.enable(model, dense_backend="flash")
+    with pytest.raises(ValueError) as info:
+        dynamicrad.enable(model, dense_backend="dynamicrad", dense_padding="mask")
+    assert "dense_backend" in str(info.value) and "dense_padding" in str(info.value)
+    assert getattr(model, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(model) == hooks

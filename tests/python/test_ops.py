@@ -932,3 +932,172 @@ def test_sparse_attention_pooled_errors(setup):
     # nothing was selected by the failed calls
     with pytest.raises(ValueError, match="^slot: 0"):
         engine.kept(0)
+
+
+# ---- dense_attention: every block pair on the engine's kernels (dense_backend="dynamicrad") -------
+def _sdpa64(q, k, v, scale=None):
+    """torch's SDPA in float64 on [batch, tokens, heads, head_dim] inputs (transposed to its
+    [batch, heads, tokens, head_dim] and back)."""
+    q, k, v = (t.double().transpose(1, 2) for t in (q, k, v))
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2)
+
+
+@pytest.mark.parametrize("geometry_name", sorted(GEOMETRIES))
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["f32", "bf16", "f16"])
+def test_dense_attention_matches_sdpa(dtype, batch, geometry_name, helpers):
+    """dynamicrad.dense_attention is dense attention whatever the engine's (sparse) prior: float64
+    SDPA within fp32 relative error 1e-5, the lse the float64 log-sum-exp; short last block, text
+    suffix, batch 1 and 2; no select needed."""
+    g = make_geometry(geometry_name)
+    assert g.tokens % BLOCK != 0
+    prior, sel = selection_for("static-ratio", g)
+    engine = Engine(g, prior=prior, slots=1)
+    q, k, v = qkv(batch, g.tokens, dtype, seed=31)
+
+    out, lse = dynamicrad.dense_attention(q, k, v, engine)
+    assert out.dtype == dtype and out.shape == q.shape and out.is_contiguous()
+    assert lse.dtype == torch.float32 and lse.shape == (batch, HEADS, g.tokens)
+    want = _sdpa64(q, k, v)
+    ref_out, ref_lse = reference(q, k, v)
+    torch.testing.assert_close(want, ref_out, atol=1e-12, rtol=1e-12)  # the two float64 references agree
+    if dtype == torch.float32:
+        assert helpers.rel_err(out, want) <= 1e-5
+    torch.testing.assert_close(out.double(), want, **TOL[dtype])
+    torch.testing.assert_close(lse.double(), ref_lse, **LSE_TOL[dtype])
+    with pytest.raises(ValueError, match="^slot: 0"):
+        engine.kept(0)  # the dense call selected nothing
+
+    # The comparison can fail: sparse attention with this engine's prior and selection is far off.
+    sparse, _ = dynamicrad.sparse_attention(q, k, v, engine, sel)
+    kept, total = engine.kept(0)
+    assert kept < total
+    assert (sparse.double() - want).abs().max() > 10 * TOL[dtype]["atol"]
+
+
+def test_dense_attention_is_bitwise_full_layout_sparse_attention():
+    """Every block pair kept by selection (a dense prior, keep ratio 1) gives the same bits as the
+    dense path, which needs neither; so does an engine with a sparse prior."""
+    g = make_geometry("text")
+    full = Engine(g, prior={"gamma": 16.0, "theta_m": 0.0, "theta_c": 0.0})
+    prior, _ = selection_for("dynamic-threshold", g)
+    other = Engine(g, prior=prior)
+    for batch in (2, 1):
+        for dtype in (torch.float32, torch.bfloat16):
+            q, k, v = qkv(batch, g.tokens, dtype, seed=32)
+            via_layout = dynamicrad.sparse_attention(q, k, v, full, Selection(mode="static-ratio", r_near=1.0,
+                                                                                r_far=1.0))
+            kept, total = full.kept(0)
+            assert kept == total
+            for engine in (full, other):
+                out, lse = dynamicrad.dense_attention(q, k, v, engine)
+                assert torch.equal(out, via_layout[0]) and torch.equal(lse, via_layout[1])
+
+
+def test_engine_attend_dense_writes_out_and_lse():
+    """Engine.attend_dense writes into the given tensors (lse optional), the operator's bits; the
+    output may be another float dtype than the inputs."""
+    g = make_geometry("text")
+    prior, _ = selection_for("static-ratio", g)
+    engine = Engine(g, prior=prior)
+    q, k, v = qkv(2, g.tokens, torch.float32, seed=33)
+    want_out, want_lse = dynamicrad.dense_attention(q, k, v, engine)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((2, HEADS, g.tokens), float("nan"))
+    engine.attend_dense(q, k, v, out, lse)
+    assert torch.equal(out, want_out) and torch.equal(lse, want_lse)
+    out2 = torch.full_like(q, float("nan"))
+    engine.attend_dense(q, k, v, out2)
+    assert torch.equal(out2, want_out)
+    out_bf16 = torch.empty_like(q, dtype=torch.bfloat16)
+    engine.attend_dense(q, k, v, out_bf16)
+    torch.testing.assert_close(out_bf16.double(), _sdpa64(q, k, v), **TOL[torch.bfloat16])
+    with pytest.raises(ValueError, match="^lse"):
+        engine.attend_dense(q, k, v, out, torch.empty(2, HEADS, g.tokens - 1))
+    with pytest.raises(ValueError, match="^out"):
+        engine.attend_dense(q, k, v, out[:, :-1].contiguous())
+    with pytest.raises(ValueError, match="^out: must be contiguous"):
+        engine.attend_dense(q, k, v, out.transpose(1, 2).contiguous().transpose(1, 2))
+
+
+def test_dense_attention_scale_option(helpers):
+    g = make_geometry("odd")
+    engine = Engine(g, scale=0.5)
+    q, k, v = qkv(1, g.tokens, torch.float32, seed=34)
+    out, lse = dynamicrad.dense_attention(q, k, v, engine)
+    assert helpers.rel_err(out, _sdpa64(q, k, v, scale=0.5)) <= 1e-5
+    assert helpers.rel_err(out, _sdpa64(q, k, v)) > 1e-3
+    torch.testing.assert_close(lse.double(), reference(q, k, v, scale=0.5)[1], **LSE_TOL[torch.float32])
+
+
+def test_dense_attention_non_contiguous_inputs(helpers):
+    g = make_geometry("odd")
+    engine = Engine(g)
+    gen = torch.Generator().manual_seed(35)
+    q, k, v = (torch.randn(2, HEADS, g.tokens, HEAD_DIM, generator=gen).transpose(1, 2) for _ in range(3))
+    assert not q.is_contiguous()
+    out, _ = dynamicrad.dense_attention(q, k, v, engine)
+    assert helpers.rel_err(out, _sdpa64(q, k, v)) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["f32", "bf16"])
+def test_dense_attention_opcheck(dtype):
+    g = make_geometry("text")
+    engine = Engine(g)
+    q, k, v = qkv(2, g.tokens, dtype, seed=36)
+    result = torch.library.opcheck(torch.ops.dynamicrad.dense_attention.default, (q, k, v, engine.handle))
+    assert result and all(status == "SUCCESS" for status in result.values()), result
+
+
+def test_dense_attention_torch_compile_fullgraph_matches_eager():
+    g = make_geometry("text")
+    engine = Engine(g)
+    q, k, v = qkv(2, g.tokens, torch.float32, seed=37)
+
+    def fn(q, k, v):
+        out, lse = dynamicrad.dense_attention(q * 1.5, k, v, engine)
+        return out.sum(dim=-1) + 1.0, lse
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = compiled(q, k, v)
+    want = fn(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    explanation = torch._dynamo.explain(fn)(q, k, v)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
+def test_dense_attention_errors(setup):
+    engine, _, q, k, v = setup  # "odd": batch 1, 210 tokens, 2 heads of 32
+    with pytest.raises(ValueError, match=r"^q: has 209 tokens.*has 210"):
+        dynamicrad.dense_attention(q[:, :-1].contiguous(), k[:, :-1].contiguous(), v[:, :-1].contiguous(), engine)
+    with pytest.raises(ValueError, match=r"^q: .*heads"):
+        dynamicrad.dense_attention(q[:, :, :1].contiguous(), k[:, :, :1].contiguous(), v[:, :, :1].contiguous(),
+                                   engine)
+    with pytest.raises(ValueError, match=r"^k: .*tokens"):
+        dynamicrad.dense_attention(q, k[:, :-3].contiguous(), v, engine)
+    with pytest.raises(ValueError, match=r"^v: .*head_dim"):
+        dynamicrad.dense_attention(q, k, v[..., :16].contiguous(), engine)
+    with pytest.raises(ValueError, match=r"^k: shape \[2, 210, 2, 32\]"):
+        dynamicrad.dense_attention(q, torch.cat([k, k]), v, engine)
+    with pytest.raises(ValueError, match=r"^q: dtype torch.float64"):
+        dynamicrad.dense_attention(q.double(), k.double(), v.double(), engine)
+    with pytest.raises(ValueError, match="share a dtype"):
+        dynamicrad.dense_attention(q, k.bfloat16(), v, engine)
+    args = (q, k, v, engine.handle)
+    engine.close()
+    with pytest.raises(ValueError, match="engine: closed"):
+        dynamicrad.dense_attention(q, k, v, engine)
+    with pytest.raises(ValueError, match="not a live engine handle"):
+        torch.ops.dynamicrad.dense_attention(*args)
+
+
+def test_dense_attention_not_four_dimensional(setup):
+    """A 3-d q is rejected naming q, as sparse_attention does (test_not_four_dimensional)."""
+    engine, _, q, k, v = setup
+    with pytest.raises(ValueError, match=r"^q: expected \[batch, tokens, heads, head_dim\]"):
+        dynamicrad.dense_attention(q[0], k[0], v[0], engine)
+    out = torch.empty_like(q)
+    with pytest.raises(ValueError, match=r"^q: expected \[batch, tokens, heads, head_dim\]"):
+        engine.attend_dense(q[0], k[0], v[0], out)

@@ -696,3 +696,144 @@ def test_fused_norm_runs_and_stays_within_rounding(make_wan, wan_inputs, helpers
         norm_calls.append(calls[0])
     assert norm_calls == [0, len(model.blocks)]
     assert helpers.rel_err(outs[0], outs[1]) <= 1e-6
+
+
+# ---- (10) dense_backend: dense layers and warm-up steps on DynamicRad's kernels ---------------------
+def _count_dense_calls(monkeypatch) -> tuple:
+    """Counts the engine's dense path (``dynamicrad.state.dense_attention``, what
+    DynamicRadState.dense_attention calls) and the stock self-attention (the dispatch module's
+    ``dispatch_attention_fn``; cross-attention calls diffusers' own). Returns (engine calls as
+    (q shape, tensor) lists, stock call list)."""
+    import dynamicrad.state as state_module
+    from dynamicrad.integrations import dispatch as dispatch_module
+
+    engine_calls, stock_calls = [], []
+    real_dense, real_stock = state_module.dense_attention, dispatch_module.dispatch_attention_fn
+
+    def dense(q, k, v, engine):
+        engine_calls.append(tuple(q.shape))
+        return real_dense(q, k, v, engine)
+
+    def stock(q, *args, **kwargs):
+        stock_calls.append(tuple(q.shape))
+        return real_stock(q, *args, **kwargs)
+
+    monkeypatch.setattr(state_module, "dense_attention", dense)
+    monkeypatch.setattr(dispatch_module, "dispatch_attention_fn", stock)
+    return engine_calls, stock_calls
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_dense_backend_dynamicrad_warmup_matches_stock(wan, wan_inputs, helpers, monkeypatch, batch):
+    """A warm-up step with dense_backend="dynamicrad" runs every self-attention layer once through the
+    engine's dense path (never the stock attention) and gives the stock output within fp32 rounding;
+    the next (sparse) step then runs it only for the dense first layer."""
+    x = wan_inputs(batch=batch)
+    stock = {t: _forward(wan, x, t) for t in (900, 800)}
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    state = dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=1, dense_backend="dynamicrad")
+    assert state.config.dense_backend == "dynamicrad"
+    out = _forward(wan, x, 900)
+    assert state.step == 0 and all(r.dense for r in state.report())
+    assert engine_calls == [(batch, 320, 2, 64)] * 3, "once per self-attention layer"
+    assert stock_calls == []
+    assert helpers.rel_err(out, stock[900]) < 1e-5
+    assert not torch.equal(out, stock[900]), "the engine's kernels, not the stock bits"
+    for b in range(batch):
+        assert helpers.rel_err(out[b], stock[900][b]) < 1e-5
+
+    engine_calls.clear()
+    out = _forward(wan, x, 800)  # step 1: sparse, dense_layers=1
+    assert state.step == 1 and [r.dense for r in state.report()] == [True, False, False]
+    assert engine_calls == [(batch, 320, 2, 64)] and stock_calls == []
+    # the tolerance tells dense from sparse attention
+    assert helpers.rel_err(out, stock[800]) > 1e-4
+
+
+def test_dense_backend_stock_never_calls_the_engine_dense_path(wan, wan_inputs, monkeypatch):
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    state = dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=1, fused_norm=False)
+    assert state.config.dense_backend == "stock"
+    assert torch.equal(_forward(wan, x), ref), "the stock attention and norm: the stock bits"
+    assert engine_calls == [] and stock_calls == [(1, 320, 2, 64)] * 3
+    dynamicrad.disable(wan)
+    stock_calls.clear()
+    dynamicrad.enable(wan, **SPARSE, dense_backend="stock")  # dense_layers=1 in a sparse step
+    _forward(wan, x)
+    assert engine_calls == [] and stock_calls == [(1, 320, 2, 64)]
+
+
+def test_dense_backend_dynamicrad_dense_layer_in_sparse_step(make_wan, wan_inputs, helpers, monkeypatch):
+    """dense_layers=1, warmup_steps=0: layer 0 runs the engine's dense path, layers 1-2 stay sparse;
+    the result is the stock-backend model's within fp32 rounding (the same layouts), batch 1 and 2."""
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    for batch in (1, 2):
+        x = wan_inputs(batch=batch)
+        outs = {}
+        for backend in ("stock", "dynamicrad"):
+            model = make_wan(seed=0)
+            engine_calls.clear()
+            stock_calls.clear()
+            state = dynamicrad.enable(model, **SPARSE, mode="static-ratio", dense_layers=1, keep_layouts=True,
+                                      dense_backend=backend)
+            outs[backend] = _forward(model, x)
+            reports = state.report()
+            assert [r.dense for r in reports] == [True, False, False]
+            assert all(0 < r.kept < r.total for r in reports[1:])
+            if backend == "dynamicrad":
+                assert engine_calls == [(batch, 320, 2, 64)] and stock_calls == []
+            else:
+                assert engine_calls == [] and stock_calls == [(batch, 320, 2, 64)]
+            dynamicrad.disable(model)
+        assert helpers.rel_err(outs["dynamicrad"], outs["stock"]) < 1e-5
+
+
+def test_dense_backend_dynamicrad_tiled3d_warmup(wan, wan_inputs, helpers, monkeypatch):
+    """The tiled token order during a dynamicrad dense warm-up step: dense attention does not care
+    about the order, so the result is the stock one (partial tiles, short last block)."""
+    x = wan_inputs(batch=2, **PARTIAL)
+    ref = _forward(wan, x)
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    dynamicrad.enable(wan, warmup_steps=1, block_size=32, token_order="tiled3d", dense_backend="dynamicrad")
+    assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+    assert engine_calls == [(2, 180, 2, 64)] * 3 and stock_calls == []
+
+
+def test_dense_backend_dynamicrad_batch_changes(wan, wan_inputs, helpers, monkeypatch):
+    """Batch 2 then 1 then 2 through one engine (a dense plan per batch)."""
+    engine_calls, _ = _count_dense_calls(monkeypatch)
+    xs = {b: wan_inputs(batch=b, seed=b) for b in (1, 2)}
+    refs = {b: _forward(wan, xs[b]) for b in (1, 2)}
+    state = dynamicrad.enable(wan, warmup_steps=1, block_size=32, dense_backend="dynamicrad")
+    for b in (2, 1, 2):
+        assert helpers.rel_err(_forward(wan, xs[b]), refs[b]) < 1e-5
+    assert len(state._engines) == 1
+    assert engine_calls == [(2, 320, 2, 64)] * 3 + [(1, 320, 2, 64)] * 3 + [(2, 320, 2, 64)] * 3
+
+
+@pytest.mark.parametrize("value", ["cudnn", "DynamicRad", "", None, 1])
+def test_dense_backend_is_checked(wan, helpers, value):
+    hooks = helpers.hook_snapshot(wan)
+    with pytest.raises(ValueError, match="^dense_backend"):
+        dynamicrad.enable(wan, dense_backend=value)
+    with pytest.raises(ValueError, match="^dense_backend"):
+        DynamicRadConfig(dense_backend=value)
+    assert getattr(wan, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(wan) == hooks
+
+
+def test_dense_backend_default_and_mask_conflict(wan, helpers):
+    assert DynamicRadConfig().dense_backend == "stock"
+    for backend in ("stock", "dynamicrad"):
+        assert DynamicRadConfig(dense_backend=backend, dense_padding="drop").dense_backend == backend
+    assert DynamicRadConfig(dense_backend="stock", dense_padding="mask").dense_padding == "mask"
+    hooks = helpers.hook_snapshot(wan)
+    for make in (lambda: DynamicRadConfig(dense_backend="dynamicrad", dense_padding="mask"),
+                 lambda: dynamicrad.enable(wan, dense_backend="dynamicrad", dense_padding="mask")):
+        with pytest.raises(ValueError) as info:
+            make()
+        assert "dense_backend" in str(info.value) and "dense_padding" in str(info.value)
+    assert getattr(wan, "dynamicrad_state", None) is None
+    assert helpers.hook_snapshot(wan) == hooks

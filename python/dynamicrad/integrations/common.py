@@ -7,7 +7,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..state import DynamicRadState, VideoShape
-from .dispatch import DenseAttention, LayerDispatch, SparseAttention
+from .dispatch import DenseAttention, EngineDenseAttention, LayerDispatch, SparseAttention
 
 
 class LayerProcessor:
@@ -56,12 +56,13 @@ def video_shape(latents: torch.Tensor, patch: tuple) -> VideoShape:
 
 def install_processors(
     layers: list, processor_class: type, state: DynamicRadState, first_layer: int, sparse: SparseAttention,
-    dense: Optional[DenseAttention] = None,
+    dense: Optional[DenseAttention] = None, engine_dense: Optional[EngineDenseAttention] = None,
 ) -> LayerDispatch:
     """Puts a `processor_class` on every attention module of `layers` (one transformer's, numbered
     from `first_layer` across the pipeline), registers the stock processors' return, and returns the
-    transformer's dispatch (its ``reset()`` belongs at model entry). `dense`: see LayerDispatch."""
-    dispatch = LayerDispatch(state, [attn.processor for attn in layers], first_layer, sparse, dense)
+    transformer's dispatch (its ``reset()`` belongs at model entry). `dense`, `engine_dense`: see
+    LayerDispatch."""
+    dispatch = LayerDispatch(state, [attn.processor for attn in layers], first_layer, sparse, dense, engine_dense)
     for index, (attn, stock) in enumerate(zip(layers, dispatch.stock)):
         attn.set_processor(processor_class(dispatch, first_layer + index, index))
         state.add_restore(lambda attn=attn, stock=stock: attn.set_processor(stock))

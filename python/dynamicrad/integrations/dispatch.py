@@ -10,7 +10,9 @@ and the decision is taken when the operator runs:
 - dense layers and warm-up steps run the stock processor's attention (diffusers'
   ``dispatch_attention_fn`` with that processor's backend), so they give the stock bits; where the
   call carries a padding mask (HunyuanVideo's prompt padding) and ``dense_padding`` is "drop", the
-  integration's ``dense`` runs that attention on the valid tokens without the mask instead;
+  integration's ``dense`` runs that attention on the valid tokens without the mask instead; with
+  ``dense_backend = "dynamicrad"`` the integration's ``engine_dense`` runs them on DynamicRad's
+  kernels over every block pair;
 - sparse ones run DynamicRad (``DynamicRadState.attention``).
 
 The dispatch travels through compiled graphs as an opaque reference object (torch >= 2.10), so
@@ -37,6 +39,9 @@ SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int, 
 # dense(stock_attention, q, k, v, text_tokens): the dense attention of a padded call, where
 # stock_attention(q, k, v) is the stock processor's attention without a mask.
 DenseAttention = Callable[[Callable, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+# engine_dense(q, k, v, text_tokens): the dense attention of a call on DynamicRad's kernels
+# (dense_backend = "dynamicrad").
+EngineDenseAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
 class LayerDispatch(OpaqueBase):
@@ -45,15 +50,17 @@ class LayerDispatch(OpaqueBase):
     ``stock``: the stock processor of every layer (in call order); ``first_layer``: the number of the
     first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens, pooled)``:
     DynamicRad attention of a layer; ``dense``: the dense attention of a call with a padding mask when
-    ``dense_padding`` is "drop" (None: the stock call with its mask)."""
+    ``dense_padding`` is "drop" (None: the stock call with its mask); ``engine_dense(q, k, v,
+    text_tokens)``: dense attention on DynamicRad's kernels, for ``dense_backend = "dynamicrad"``."""
 
     def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention,
-                 dense: Optional[DenseAttention] = None):
+                 dense: Optional[DenseAttention] = None, engine_dense: Optional[EngineDenseAttention] = None):
         self.state = state
         self.stock = stock
         self.first_layer = first_layer
         self.sparse = sparse
         self.dense = dense
+        self.engine_dense = engine_dense
         self.cursor = 0
 
     def __deepcopy__(self, memo):
@@ -85,6 +92,8 @@ class LayerDispatch(OpaqueBase):
         layer = self.first_layer + index
         if state.is_dense(index):
             state.record_dense(layer)
+            if state.config.dense_backend == "dynamicrad" and self.engine_dense is not None:
+                return self.engine_dense(q, k, v, text_tokens)
             stock = self.stock[index]
             if attention_mask is not None and self.dense is not None and state.config.dense_padding == "drop":
                 return self.dense(lambda q, k, v: _stock_attention(stock, q, k, v, None), q, k, v, text_tokens)

@@ -172,8 +172,13 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
     def dense(stock_attention, q, k, v, text_tokens):
         return grouped_attention(state, lambda q, k, v, n, pooled: stock_attention(q, k, v), q, k, v, text_tokens)
 
+    def engine_dense(q, k, v, text_tokens):
+        return grouped_attention(
+            state, lambda q, k, v, n, pooled: state.dense_attention(q, k, v, n), q, k, v, text_tokens
+        )
+
     dispatch = install_processors(
-        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense
+        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense, engine_dense
     )
     install_entry_hooks(model, state, on_entry)
     if state.config.token_order != "raster":

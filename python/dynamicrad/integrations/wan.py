@@ -120,7 +120,11 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
     def sparse(layer, q, k, v, text_tokens, pooled):
         return state.attention(layer, q, k, v, pooled=pooled)
 
-    dispatch = install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer, sparse)
+    def engine_dense(q, k, v, text_tokens):
+        return state.dense_attention(q, k, v)
+
+    dispatch = install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer, sparse,
+                                  engine_dense=engine_dense)
     install_entry_hooks(model, state, on_entry)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
