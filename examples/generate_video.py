@@ -37,6 +37,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dense-padding", default="drop", choices=["drop", "mask"],
                    help="HunyuanVideo's dense layers and warm-up steps: leave the padded prompt tokens out "
                         "(drop, faster) or make the stock masked call (mask, the stock bits)")
+    p.add_argument("--dense-backend", default="stock", choices=["stock", "dynamicrad"],
+                   help="what runs the dense layers and warm-up steps: the stock attention (its bits) or "
+                        "DynamicRad's own kernel over every block (about 3%% faster warm-up steps on an H100)")
     p.add_argument("--refresh-interval", type=int, default=1)
     p.add_argument("--token-order", default="raster", choices=["raster", "tiled3d"])
     p.add_argument("--lut", type=Path, help="a LUT JSON file (default: the built-in table)")
@@ -81,7 +84,7 @@ def main() -> int:
         state = dynamicrad.enable(
             pipe, regime=args.regime, mode=args.mode, lut=None if args.lut is None else str(args.lut),
             warmup_steps=args.warmup_steps, dense_layers=args.dense_layers, dense_padding=args.dense_padding,
-            refresh_interval=args.refresh_interval, token_order=args.token_order,
+            dense_backend=args.dense_backend, refresh_interval=args.refresh_interval, token_order=args.token_order,
         )
     if args.compile:  # after enable(): one graph per block class serves every layer and step
         for name in ("transformer", "transformer_2"):

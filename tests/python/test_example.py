@@ -17,7 +17,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_the_options():
     result = run("--help")
     assert result.returncode == 0
-    for option in ("--model-dir", "--regime", "--warmup-steps", "--token-order", "--dense", "--dense-padding"):
+    for option in ("--model-dir", "--regime", "--warmup-steps", "--token-order", "--dense", "--dense-padding",
+                   "--dense-backend"):
         assert option in result.stdout
 
 
