@@ -153,6 +153,16 @@ class DynamicRadState:
             self._engines[key] = engine
         return engine
 
+    def _call_geometry(self, q: torch.Tensor, text_tokens: int) -> Geometry:
+        """The geometry of an attention call; ValueError when q's tokens do not match it."""
+        geometry = self.geometry(q.shape[2], q.shape[3], text_tokens)
+        if q.shape[1] != geometry.tokens:
+            raise ValueError(
+                f"hidden_states: {q.shape[1]} tokens, but the transformer's input has {geometry.frames} x "
+                f"{geometry.height} x {geometry.width} latent tokens + {text_tokens} text tokens = {geometry.tokens}"
+            )
+        return geometry
+
     def selection(self, geometry: Geometry) -> Selection:
         return self._entry(geometry)[1]
 
@@ -161,12 +171,7 @@ class DynamicRadState:
         """Sparse attention of one layer for batch elements that share one text length.
         q, k, v: [batch, video + text_tokens, heads, head_dim]; pooled: None or the block means of
         the first blocks of q and k (``sparse_attention``'s)."""
-        geometry = self.geometry(q.shape[2], q.shape[3], text_tokens)
-        if q.shape[1] != geometry.tokens:
-            raise ValueError(
-                f"hidden_states: {q.shape[1]} tokens, but the transformer's input has {geometry.frames} x "
-                f"{geometry.height} x {geometry.width} latent tokens + {text_tokens} text tokens = {geometry.tokens}"
-            )
+        geometry = self._call_geometry(q, text_tokens)
         engine = self.engine(geometry, q.device)
         slot = self._slot(layer)
         layout_key = (id(engine), slot)
@@ -184,12 +189,7 @@ class DynamicRadState:
     def dense_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0) -> torch.Tensor:
         """Dense attention of a dense layer or warm-up step on DynamicRad's kernels (``dense_backend
         = "dynamicrad"``), for batch elements that share one text length."""
-        geometry = self.geometry(q.shape[2], q.shape[3], text_tokens)
-        if q.shape[1] != geometry.tokens:
-            raise ValueError(
-                f"hidden_states: {q.shape[1]} tokens, but the transformer's input has {geometry.frames} x "
-                f"{geometry.height} x {geometry.width} latent tokens + {text_tokens} text tokens = {geometry.tokens}"
-            )
+        geometry = self._call_geometry(q, text_tokens)
         out, _ = dense_attention(q, k, v, self.engine(geometry, q.device))
         return out
 

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "core/check.h"
+#include "core/pool.h"
 #include "dynamicrad/select.h"
 
 namespace dynamicrad {
@@ -48,26 +49,7 @@ void pool_one(const ConstTensor& t, const VideoGeometry& g, const float* prefix,
     const float* src = prefix + bh * first_block * s.head_dim;
     std::copy(src, src + first_block * s.head_dim, out.data() + bh * blocks * s.head_dim);
   }
-  const std::size_t elem = dtype_size(t.dtype);
-  const auto* base = static_cast<const std::byte*>(t.data);
-  for (std::int64_t b = 0; b < s.batch; ++b) {
-    for (std::int64_t tok = first_block * g.block_size; tok < s.tokens; ++tok) {
-      const std::int64_t blk = tok / g.block_size;
-      for (std::int64_t h = 0; h < s.heads; ++h) {
-        const std::int64_t src_index = ((b * s.tokens + tok) * s.heads + h) * s.head_dim;
-        float* acc = out.data() + ((b * s.heads + h) * blocks + blk) * s.head_dim;
-        accumulate_row(base + src_index * static_cast<std::int64_t>(elem), t.dtype, s.head_dim, acc);
-      }
-    }
-  }
-  for (std::int64_t blk = first_block; blk < blocks; ++blk) {
-    const std::int64_t size = std::min<std::int64_t>(g.block_size, s.tokens - blk * g.block_size);
-    const float inv = 1.0f / static_cast<float>(size);
-    for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
-      float* acc = out.data() + (bh * blocks + blk) * s.head_dim;
-      for (std::int64_t i = 0; i < s.head_dim; ++i) acc[i] *= inv;
-    }
-  }
+  detail::pool_block_means(t, g.block_size, first_block, blocks, blocks, out.data());
 }
 
 // Pooled values are finite unless the input holds NaN / Inf or a sum overflowed: find out which.
@@ -92,6 +74,37 @@ void require_finite(const ConstTensor& t, const std::vector<float>& pooled, cons
 }
 
 }  // namespace
+
+void detail::pool_block_means(const ConstTensor& t, int block, std::int64_t first_block, std::int64_t end_block,
+                              std::int64_t out_blocks, float* out) {
+  const Shape& s = t.shape;
+  const std::size_t elem = dtype_size(t.dtype);
+  const auto* base = static_cast<const std::byte*>(t.data);
+  for (std::int64_t blk = first_block; blk < end_block; ++blk) {
+    for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
+      std::fill_n(out + (bh * out_blocks + blk) * s.head_dim, s.head_dim, 0.0f);
+    }
+  }
+  const std::int64_t last = std::min<std::int64_t>(end_block * block, s.tokens);
+  for (std::int64_t b = 0; b < s.batch; ++b) {
+    for (std::int64_t tok = first_block * block; tok < last; ++tok) {
+      const std::int64_t blk = tok / block;
+      for (std::int64_t h = 0; h < s.heads; ++h) {
+        const std::int64_t src_index = ((b * s.tokens + tok) * s.heads + h) * s.head_dim;
+        float* acc = out + ((b * s.heads + h) * out_blocks + blk) * s.head_dim;
+        accumulate_row(base + src_index * static_cast<std::int64_t>(elem), t.dtype, s.head_dim, acc);
+      }
+    }
+  }
+  for (std::int64_t blk = first_block; blk < end_block; ++blk) {
+    const std::int64_t size = std::min<std::int64_t>(block, s.tokens - blk * block);
+    const float inv = 1.0f / static_cast<float>(size);
+    for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh) {
+      float* acc = out + (bh * out_blocks + blk) * s.head_dim;
+      for (std::int64_t i = 0; i < s.head_dim; ++i) acc[i] *= inv;
+    }
+  }
+}
 
 void validate(const PooledPrefix& prefix, std::int64_t blocks) {
   detail::require(prefix.blocks >= 0 && prefix.blocks <= blocks, "pooled_blocks",

@@ -3,7 +3,6 @@
 // processor's.
 #include "dynamicrad/rotary.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -11,6 +10,7 @@
 
 #include "core/check.h"
 #include "core/parallel.h"
+#include "core/pool.h"
 #include "cpu/store.h"
 
 namespace dynamicrad {
@@ -44,28 +44,6 @@ void check(const RotaryArgs& a) {
             std::to_string(a.pooled_blocks) + ": allowed [1, " + std::to_string(blocks) + "] (blocks of " +
                 std::to_string(a.pool_block) + " in " + std::to_string(s.tokens) + " tokens)");
   }
-}
-
-// pooled[b, h, blk, :] = the mean of out's tokens in block blk (pool_blocks()' arithmetic: float sums
-// in ascending token order, times 1.0f / count).
-void pool_output(const RotaryArgs& a) {
-  const Shape& s = a.x.shape;
-  detail::parallel_for(s.batch * s.heads, detail::resolve_threads(a.threads), [&](std::int64_t bh, int) {
-    const std::int64_t b = bh / s.heads;
-    const std::int64_t h = bh % s.heads;
-    for (std::int64_t blk = 0; blk < a.pooled_blocks; ++blk) {
-      const std::int64_t first = blk * a.pool_block;
-      const std::int64_t count = std::min<std::int64_t>(a.pool_block, s.tokens - first);
-      float* mean = a.pooled + (bh * a.pooled_blocks + blk) * s.head_dim;
-      std::fill(mean, mean + s.head_dim, 0.0f);
-      for (std::int64_t n = first; n < first + count; ++n) {
-        const std::int64_t base = ((b * s.tokens + n) * s.heads + h) * s.head_dim;
-        for (std::int64_t i = 0; i < s.head_dim; ++i) mean[i] += load_as_float(a.out.data, a.out.dtype, base + i);
-      }
-      const float inv = 1.0f / static_cast<float>(count);
-      for (std::int64_t i = 0; i < s.head_dim; ++i) mean[i] *= inv;
-    }
-  });
 }
 
 // The RMSNorm factor of `count` values from `begin`: float(1 / sqrt(sum x^2 / count + eps)), in double.
@@ -148,7 +126,9 @@ void apply_rotary(const RotaryArgs& a, Device device) {
       }
     }
   });
-  if (a.pooled != nullptr) pool_output(a);
+  if (a.pooled != nullptr) {
+    detail::pool_block_means(ConstTensor(a.out), a.pool_block, 0, a.pooled_blocks, a.pooled_blocks, a.pooled);
+  }
 }
 
 }  // namespace dynamicrad

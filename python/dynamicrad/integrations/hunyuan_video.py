@@ -52,19 +52,11 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
         video = query.shape[1] - text if single_stream else query.shape[1]  # tokens that get the rotary
         pooled = None
         if image_rotary_emb is not None and self._one_pass(attn, query, image_rotary_emb, video):
-            freqs_cos, freqs_sin = image_rotary_emb
             # The blocks made of video tokens alone are the same in the joint sequence selection sees.
-            pooled_blocks = video // self.block_size if text else -(-video // self.block_size)
-            if self.fused_pooling and pooled_blocks > 0:
-                query, pooled_q = norm_rotary_pooled(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin,
-                                                     "hunyuan_video", video, self.block_size, pooled_blocks)
-                key, pooled_k = norm_rotary_pooled(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin,
-                                                   "hunyuan_video", video, self.block_size, pooled_blocks)
-                pooled = (pooled_q, pooled_k)
-            else:
-                query = norm_rotary(query, attn.norm_q.weight, attn.norm_q.eps, freqs_cos, freqs_sin, "hunyuan_video",
-                                    video)
-                key = norm_rotary(key, attn.norm_k.weight, attn.norm_k.eps, freqs_cos, freqs_sin, "hunyuan_video", video)
+            blocks = (video // self.block_size if text else -(-video // self.block_size)) if self.fused_pooling else 0
+            query, pooled_q = _norm_rotary_pass(query, attn.norm_q, image_rotary_emb, video, self.block_size, blocks)
+            key, pooled_k = _norm_rotary_pass(key, attn.norm_k, image_rotary_emb, video, self.block_size, blocks)
+            pooled = None if pooled_q is None else (pooled_q, pooled_k)
         else:  # the stock arithmetic (inline: a helper's arguments would keep the projections alive)
             if attn.norm_q is not None:
                 query = attn.norm_q(query)
@@ -111,6 +103,15 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
                 and len(rotary_emb) == 2
                 and all(t.dtype == torch.float32 and tuple(t.shape) == table and t.device == query.device
                         for t in rotary_emb))
+
+
+def _norm_rotary_pass(x: torch.Tensor, norm, rotary_emb: tuple, video: int, block: int, blocks: int) -> tuple:
+    """HunyuanVideo's norm and rotary embedding of x in one pass; with ``blocks`` > 0 also the means of
+    its first ``blocks`` blocks (``norm_rotary_pooled``). Returns (out, means or None)."""
+    cos, sin = rotary_emb
+    if blocks > 0:
+        return norm_rotary_pooled(x, norm.weight, norm.eps, cos, sin, "hunyuan_video", video, block, blocks)
+    return norm_rotary(x, norm.weight, norm.eps, cos, sin, "hunyuan_video", video), None
 
 
 def _fusable_norm(norm, query: torch.Tensor) -> bool:
