@@ -37,9 +37,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--dense-padding", default="drop", choices=["drop", "mask"],
                    help="HunyuanVideo's dense layers and warm-up steps: leave the padded prompt tokens out "
                         "(drop, faster) or make the stock masked call (mask, the stock bits)")
-    p.add_argument("--dense-backend", default="stock", choices=["stock", "dynamicrad"],
+    p.add_argument("--dense-backend", default="auto", choices=["auto", "stock", "dynamicrad"],
                    help="what runs the dense layers and warm-up steps: the stock attention (its bits) or "
-                        "DynamicRad's own kernel over every block (about 3%% faster warm-up steps on an H100)")
+                        "DynamicRad's own kernel over every block (about 3%% faster warm-up steps on an H100); "
+                        "auto: DynamicRad's kernel on a GPU in bf16 / fp16, the stock attention otherwise")
     p.add_argument("--refresh-interval", type=int, default=1)
     p.add_argument("--token-order", default="raster", choices=["raster", "tiled3d"])
     p.add_argument("--lut", type=Path, help="a LUT JSON file (default: the built-in table)")

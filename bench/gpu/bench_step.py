@@ -8,7 +8,9 @@ guidance step is two such calls) with:
     that the sparse layers keep the target share of block pairs; the first layer stays dense).
 Also: DynamicRad's own overhead (layout selection per layer, timed alone), the GPU memory of both
 runs, and the modelled 50-step total with the reference warm-up: 12 dense steps (DynamicRad's own
-warm-up step, timed: every layer dense), then 38 sparse ones.
+warm-up step, timed: every layer dense), then 38 sparse ones. DynamicRad runs with its defaults, so
+its dense layers and warm-up steps run on its own kernel (dense_backend "auto"); --stock-dense-at
+adds a run with them on the stock attention.
 
 With --compile both, the same measurements are repeated after diffusers' regional compilation
 (``transformer.compile_repeated_blocks(fullgraph=True)``, inductor) of the same model: stock and
@@ -243,7 +245,7 @@ def profiled(model, inputs, enabled: bool):
 
 def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
         compile_mode: str = "none", profile: bool = False, layers=None, unfused_pooling_at=None,
-        own_dense_at=None) -> dict:
+        stock_dense_at=None) -> dict:
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device, layers)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -252,14 +254,14 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
               "latents": list(inputs["hidden_states"].shape), "modes": {}}
     if compile_mode in ("none", "both"):
         result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                           stock_rotary_at, "eager", profile, unfused_pooling_at, own_dense_at)
+                                           stock_rotary_at, "eager", profile, unfused_pooling_at, stock_dense_at)
     if compile_mode in ("regional", "both"):
         # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
         # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
         # compiles; time_call's warm-up call absorbs it.
         model.compile_repeated_blocks(fullgraph=True)
         result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                              stock_rotary_at, "compiled", profile, unfused_pooling_at, own_dense_at)
+                                              stock_rotary_at, "compiled", profile, unfused_pooling_at, stock_dense_at)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -267,7 +269,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
 
 
 def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
-            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None, own_dense_at=None) -> dict:
+            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None, stock_dense_at=None) -> dict:
     """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
     compiled). With ``profile``, also the GPU time of one call of each by kind of kernel."""
     tag = f"[{model_name}, {label}]"
@@ -302,7 +304,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
     prior = dict(lut.prior)  # dense_adjacent off: the forced blocks leave room for 90% sparsity
 
     # A warm-up step of DynamicRad (every layer dense, the defaults: one-pass Q/K norm and rotary,
-    # HunyuanVideo's padded prompt tokens dropped rather than masked), for the 50-step total.
+    # HunyuanVideo's padded prompt tokens dropped rather than masked, dense_backend "auto", which on
+    # bf16 CUDA tensors is DynamicRad's own kernel), for the 50-step total.
     dynamicrad.enable(model, warmup_steps=1 << 30, block_size=block)
     warm_mean, _, warm_out, warm_clocks = time_call(model, inputs, repeats)
     dynamicrad.disable(model)
@@ -312,17 +315,18 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                                         "relative_error_vs_stock": warm_err, "clocks": warm_clocks}
     log(f"{tag} DynamicRad warm-up step (all layers dense): {warm_mean:.3f} s, {dense / warm_mean:.2f}x, "
         f"rel. error {warm_err:.1e}; {format_clocks(warm_clocks)}")
-    own_warm_mean = None
-    if own_dense_at is not None:  # the dense layers on DynamicRad's kernels (dense_backend="dynamicrad")
-        dynamicrad.enable(model, warmup_steps=1 << 30, block_size=block, dense_backend="dynamicrad")
-        own_warm_mean, _, own_out, own_clocks = time_call(model, inputs, repeats)
+    stock_warm_mean = None
+    if stock_dense_at is not None:  # the dense layers on the stock attention (dense_backend="stock")
+        dynamicrad.enable(model, warmup_steps=1 << 30, block_size=block, dense_backend="stock")
+        stock_warm_mean, _, stock_warm_out, stock_warm_clocks = time_call(model, inputs, repeats)
         dynamicrad.disable(model)
-        own_err = ((own_out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
-        del own_out
-        result["dynamicrad_warmup_step_own_kernel"] = {"mean_s": own_warm_mean, "speedup": dense / own_warm_mean,
-                                                       "relative_error_vs_stock": own_err, "clocks": own_clocks}
-        log(f"{tag} DynamicRad warm-up step on its own dense kernel: {own_warm_mean:.3f} s, "
-            f"{dense / own_warm_mean:.2f}x, rel. error {own_err:.1e}; {format_clocks(own_clocks)}")
+        stock_warm_err = ((stock_warm_out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
+        del stock_warm_out
+        result["dynamicrad_warmup_step_stock_dense"] = {
+            "mean_s": stock_warm_mean, "speedup": dense / stock_warm_mean,
+            "relative_error_vs_stock": stock_warm_err, "clocks": stock_warm_clocks}
+        log(f"{tag} DynamicRad warm-up step with dense_backend='stock': {stock_warm_mean:.3f} s, "
+            f"{dense / stock_warm_mean:.2f}x, rel. error {stock_warm_err:.1e}; {format_clocks(stock_warm_clocks)}")
     runs = []
     # How the processor prepares Q and K: the one-pass norm and rotary (default), for Wan the one-pass
     # rotary after the stock norm, or the stock processor's arithmetic.
@@ -332,8 +336,8 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         configs += [(stock_rotary_at, "stock")]
     if unfused_pooling_at is not None and model_name == "hunyuan":  # selection pooling Q and K itself
         configs += [(unfused_pooling_at, "unfused pool")]
-    if own_dense_at is not None:  # the dense first layer on DynamicRad's kernels
-        configs += [(own_dense_at, "own dense")]
+    if stock_dense_at is not None:  # the dense first layer on the stock attention
+        configs += [(stock_dense_at, "stock dense")]
     for target, qk_pass in configs:
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
@@ -342,9 +346,9 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
                                   prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
                                   fused_rotary=qk_pass != "stock",
-                                  fused_norm=qk_pass in ("norm+rotary", "unfused pool", "own dense"),
-                                  fused_pooling=qk_pass in ("norm+rotary", "own dense"),
-                                  dense_backend="dynamicrad" if qk_pass == "own dense" else "stock")
+                                  fused_norm=qk_pass in ("norm+rotary", "unfused pool", "stock dense"),
+                                  fused_pooling=qk_pass in ("norm+rotary", "stock dense"),
+                                  dense_backend="stock" if qk_pass == "stock dense" else "auto")
         reset_peak()
         t0 = time.time()
         mean, best, out, clocks = time_call(model, inputs, repeats)
@@ -354,12 +358,12 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
-        fused_pooling = model_name == "hunyuan" and qk_pass in ("norm+rotary", "own dense") and device == "cuda"
+        fused_pooling = model_name == "hunyuan" and qk_pass in ("norm+rotary", "stock dense") and device == "cuda"
         select_s, pooling_s = selection_overhead(state, len(sparse_layers), device, fused_pooling)
         overhead = select_s + pooling_s
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
-        step_warm = own_warm_mean if qk_pass == "own dense" else warm_mean
+        step_warm = stock_warm_mean if qk_pass == "stock dense" else warm_mean
         entry = {
             "target_sparsity": target, "qk_pass": qk_pass, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
@@ -394,11 +398,12 @@ def print_mode(r: dict, label: str, mode: dict) -> None:
     print(f"\n{r['model']} ({label}) on {r['device']}, latents {r['latents']}, {r['parameters'] / 1e9:.2f} B parameters")
     cudnn = mode["stock_sdpa_cudnn"]
     warm = mode["dynamicrad_warmup_step"]
-    own = mode.get("dynamicrad_warmup_step_own_kernel")
+    stock_dense = mode.get("dynamicrad_warmup_step_stock_dense")
     print(f"  stock SDPA default {mode['stock_sdpa_default']['mean_s']:.3f} s"
           + (f", cuDNN {cudnn['mean_s']:.3f} s" if cudnn else "")
           + f"; DynamicRad warm-up step {warm['mean_s']:.3f} s ({warm['speedup']:.2f}x)"
-          + (f", on its own dense kernel {own['mean_s']:.3f} s ({own['speedup']:.2f}x)" if own else ""))
+          + (f", with dense_backend='stock' {stock_dense['mean_s']:.3f} s ({stock_dense['speedup']:.2f}x)"
+             if stock_dense else ""))
     print("  target  Q/K pass     achieved  step s  speedup  selection  memory  50-step speedup  rel.err"
           "  (50 steps with stock warm-up steps)")
     for x in mode["dynamicrad"]:
@@ -421,9 +426,10 @@ def main() -> int:
                         "norm (fused_norm=False), to separate the gains")
     parser.add_argument("--unfused-pooling-at", type=float, help="HunyuanVideo: also time this sparsity with "
                         "fused_pooling=False (selection pools Q and K itself)")
-    parser.add_argument("--own-dense-at", type=float, help="also time the warm-up step and this sparsity with "
-                        "dense_backend='dynamicrad' (dense layers and warm-up steps on DynamicRad's kernels); its "
-                        "50-step total uses that warm-up step")
+    parser.add_argument("--stock-dense-at", type=float, help="also time the warm-up step and this sparsity with "
+                        "dense_backend='stock' (dense layers and warm-up steps on the stock attention, where the "
+                        "default 'auto' runs DynamicRad's kernels on the GPU); its 50-step total uses that "
+                        "warm-up step")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--layers", type=int, help="keep this many blocks of each kind: a quick check of "
                         "memory and errors at full width and length (the step times are not the model's)")
@@ -452,7 +458,7 @@ def main() -> int:
     if args.profile and args.device != "cuda":
         parser.error("--profile needs --device cuda (it sums GPU kernel times)")
     results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
-                   args.profile, args.layers, args.unfused_pooling_at, args.own_dense_at) for m in models]
+                   args.profile, args.layers, args.unfused_pooling_at, args.stock_dense_at) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)

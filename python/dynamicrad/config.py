@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+import torch
+
 from .engine import MODES, REGIMES
 
 TOKEN_ORDERS = ("raster", "tiled3d")
 DENSE_PADDINGS = ("drop", "mask")
-DENSE_BACKENDS = ("stock", "dynamicrad")
+DENSE_BACKENDS = ("auto", "stock", "dynamicrad")
+# Element types the CUDA engine's kernels take (what "auto" needs to pick them).
+_ENGINE_CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _PRIOR_KEYS = ("gamma", "lambda", "theta_m", "theta_c", "dense_adjacent", "first_frame_sink")
 _SELECTION_KEYS = ("r_near", "r_far", "tau_near", "tau_far")
 
@@ -36,8 +40,11 @@ class DynamicRadConfig:
     dense_backend:     what runs those dense layers and steps: "stock", the stock processor's attention
                        backend (cuDNN / SDPA; the stock bits), or "dynamicrad", the engine's own
                        kernels over every block pair (on an H100 about 6% faster than cuDNN at these
-                       lengths; within bf16 rounding of stock, not its bits; padded prompt tokens
-                       are dropped, so it needs dense_padding="drop").
+                       lengths, a warm-up step about 3% faster; within bf16 rounding of stock, not its
+                       bits; padded prompt tokens are dropped, so it needs dense_padding="drop").
+                       "auto" (the default) takes "dynamicrad" for CUDA tensors in bf16 / f16 with
+                       dense_padding="drop", and "stock" otherwise (on the CPU, torch's attention is
+                       the faster dense path); ``dense_backend_for`` says which, per call.
     refresh_interval:  build layouts every this many steps and reuse them in between (1: every
                        step). Reuse keeps one layout per layer and call on the GPU.
     token_order:       "raster" (the model's order) or "tiled3d" (applied once at model entry,
@@ -69,7 +76,7 @@ class DynamicRadConfig:
     warmup_steps: int = 12
     dense_layers: int = 1
     dense_padding: str = "drop"
-    dense_backend: str = "stock"
+    dense_backend: str = "auto"
     refresh_interval: int = 1
     token_order: str = "raster"
     block_size: int = 128
@@ -123,3 +130,13 @@ class DynamicRadConfig:
             for key in overrides:
                 if key not in keys:
                     raise ValueError(f"{name}.{key}: unknown field; allowed: {', '.join(keys)}")
+
+    def dense_backend_for(self, device_type: str, dtype: torch.dtype) -> str:
+        """The backend ("stock" or "dynamicrad") of a dense layer or warm-up step whose Q, K, V are on
+        a device of this type ("cuda", "cpu") with this dtype: ``dense_backend`` itself, unless it is
+        "auto"."""
+        if self.dense_backend != "auto":
+            return self.dense_backend
+        if device_type == "cuda" and dtype in _ENGINE_CUDA_DTYPES and self.dense_padding == "drop":
+            return "dynamicrad"
+        return "stock"

@@ -112,7 +112,7 @@ def _(q, k, v, engine):
 
 def dense_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, engine: Engine) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense attention of q, k, v ([batch, tokens, heads, head_dim]) on the engine's kernels: every
-    block pair, no layout (dense layers and warm-up steps with ``dense_backend="dynamicrad"``).
+    block pair, no layout (dense layers and warm-up steps where ``dense_backend`` resolves to "dynamicrad").
     Returns (out, lse) as ``sparse_attention``."""
     return torch.ops.dynamicrad.dense_attention(q, k, v, engine.handle)
 

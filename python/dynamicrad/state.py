@@ -187,8 +187,8 @@ class DynamicRadState:
         return out
 
     def dense_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0) -> torch.Tensor:
-        """Dense attention of a dense layer or warm-up step on DynamicRad's kernels (``dense_backend
-        = "dynamicrad"``), for batch elements that share one text length."""
+        """Dense attention of a dense layer or warm-up step on DynamicRad's kernels (where
+        ``dense_backend`` resolves to "dynamicrad"), for batch elements that share one text length."""
         geometry = self._call_geometry(q, text_tokens)
         out, _ = dense_attention(q, k, v, self.engine(geometry, q.device))
         return out

@@ -8,7 +8,8 @@
 #   adds the GPU time of one call of each by kind of kernel (attention, selection, GEMM, the rest),
 #   LAYERS=2 keeps two blocks of each kind (a quick memory and error check at full width and length),
 #   UNFUSED_POOLING_AT=0.85 also times HunyuanVideo at that sparsity with fused_pooling=False,
-#   OWN_DENSE_AT=0.85 also times the warm-up step and that sparsity with dense_backend=dynamicrad.
+#   STOCK_DENSE_AT=0.85 also times the warm-up step and that sparsity with dense_backend=stock (the
+#   default "auto" runs the dense layers and warm-up steps on DynamicRad's kernel on the GPU).
 #   Results go to $OUT/step/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,5 +26,5 @@ fi
 echo "== denoising step benchmark"
 python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" ${STOCK_ROTARY_AT:+--stock-rotary-at $STOCK_ROTARY_AT} \
   --sparsities "${SPARSITIES:-0.80,0.85,0.90}" --compile "${COMPILE:-none}" \
-  ${PROFILE:+--profile} ${LAYERS:+--layers $LAYERS} ${UNFUSED_POOLING_AT:+--unfused-pooling-at $UNFUSED_POOLING_AT} ${OWN_DENSE_AT:+--own-dense-at $OWN_DENSE_AT} --out "$out/step/results-${MODEL:-both}.json" \
+  ${PROFILE:+--profile} ${LAYERS:+--layers $LAYERS} ${UNFUSED_POOLING_AT:+--unfused-pooling-at $UNFUSED_POOLING_AT} ${STOCK_DENSE_AT:+--stock-dense-at $STOCK_DENSE_AT} --out "$out/step/results-${MODEL:-both}.json" \
   2>&1 | tee "$out/step/bench-${MODEL:-both}.txt"

@@ -15,9 +15,10 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
      on every path (HunyuanVideo's pooling kernel, the others pooling afterwards); selection from
      those means gives the layouts of selection pooling Q and K itself, on CUDA and on the CPU; a
      small HunyuanVideo transformer gives the same bits with fused_pooling on and off.
-  7. Dense attention on DynamicRad's kernels (dense_backend="dynamicrad"): the CUDA engine against the
-     CPU engine and torch SDPA (both kernels: block 128 wgmma, block 64 mma.sync), and the small
-     Wan / HunyuanVideo transformers' dense steps against stock.
+  7. Dense attention on DynamicRad's kernels (dense_backend="dynamicrad", and "auto", the default, on
+     bf16 CUDA tensors): the CUDA engine against the CPU engine and torch SDPA (both kernels: block 128
+     wgmma, block 64 mma.sync), and the small Wan / HunyuanVideo transformers' dense steps against
+     stock.
 """
 
 from __future__ import annotations
@@ -259,8 +260,17 @@ def wan_density_one() -> None:
         dynamicrad.disable(model)
         check(torch.equal(model(**inputs).sample, stock), "Wan on CUDA: disable() restores stock exactly")
         dynamicrad.enable(model, dense_backend="dynamicrad")
-        e = rel(model(**inputs).sample, stock)
+        own = model(**inputs).sample
+        e = rel(own, stock)
         check(e < 3e-2, f"Wan bf16 on CUDA: a warm-up step on DynamicRad's dense kernel vs stock rel {e:.2e}")
+        dynamicrad.disable(model)
+        dynamicrad.enable(model)
+        check(torch.equal(model(**inputs).sample, own),
+              "Wan bf16 on CUDA: the default dense_backend ('auto') runs the warm-up step on DynamicRad's dense kernel")
+        dynamicrad.disable(model)
+        dynamicrad.enable(model, dense_backend="stock", fused_norm=False)
+        check(torch.equal(model(**inputs).sample, stock),
+              "Wan bf16 on CUDA: dense_backend='stock' with the stock norm gives the stock bits in a warm-up step")
         dynamicrad.disable(model)
 
 

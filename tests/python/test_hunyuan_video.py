@@ -548,7 +548,7 @@ def test_dense_backend_stock_never_calls_the_engine_dense_path(make_hunyuan, hun
     for config in (dict(warmup_steps=1), dict(warmup_steps=1, dense_backend="stock", dense_padding="mask"),
                    dict(warmup_steps=0, dense_layers=1)):
         state = dynamicrad.enable(model, block_size=32, regime="high", **config)
-        assert state.config.dense_backend == "stock"
+        assert state.config.dense_backend_for("cpu", torch.float32) == "stock"  # "auto" on the CPU, or "stock"
         stock_calls.clear()
         _forward(model, x)
         assert engine_calls == []

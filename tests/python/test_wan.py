@@ -751,11 +751,13 @@ def test_dense_backend_dynamicrad_warmup_matches_stock(wan, wan_inputs, helpers,
 
 
 def test_dense_backend_stock_never_calls_the_engine_dense_path(wan, wan_inputs, monkeypatch):
+    """"stock", and the default "auto" on CPU tensors, run the stock attention in dense layers and
+    warm-up steps."""
     x = wan_inputs()
     ref = _forward(wan, x)
     engine_calls, stock_calls = _count_dense_calls(monkeypatch)
     state = dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=1, fused_norm=False)
-    assert state.config.dense_backend == "stock"
+    assert state.config.dense_backend == "auto"
     assert torch.equal(_forward(wan, x), ref), "the stock attention and norm: the stock bits"
     assert engine_calls == [] and stock_calls == [(1, 320, 2, 64)] * 3
     dynamicrad.disable(wan)
@@ -825,10 +827,11 @@ def test_dense_backend_is_checked(wan, helpers, value):
 
 
 def test_dense_backend_default_and_mask_conflict(wan, helpers):
-    assert DynamicRadConfig().dense_backend == "stock"
-    for backend in ("stock", "dynamicrad"):
+    assert DynamicRadConfig().dense_backend == "auto"
+    for backend in ("auto", "stock", "dynamicrad"):
         assert DynamicRadConfig(dense_backend=backend, dense_padding="drop").dense_backend == backend
-    assert DynamicRadConfig(dense_backend="stock", dense_padding="mask").dense_padding == "mask"
+    for backend in ("auto", "stock"):  # "auto" with "mask" resolves to the stock masked call
+        assert DynamicRadConfig(dense_backend=backend, dense_padding="mask").dense_padding == "mask"
     hooks = helpers.hook_snapshot(wan)
     for make in (lambda: DynamicRadConfig(dense_backend="dynamicrad", dense_padding="mask"),
                  lambda: dynamicrad.enable(wan, dense_backend="dynamicrad", dense_padding="mask")):
@@ -837,3 +840,39 @@ def test_dense_backend_default_and_mask_conflict(wan, helpers):
         assert "dense_backend" in str(info.value) and "dense_padding" in str(info.value)
     assert getattr(wan, "dynamicrad_state", None) is None
     assert helpers.hook_snapshot(wan) == hooks
+
+
+@pytest.mark.parametrize("backend, padding, device, dtype, expected", [
+    ("auto", "drop", "cuda", torch.bfloat16, "dynamicrad"),
+    ("auto", "drop", "cuda", torch.float16, "dynamicrad"),
+    ("auto", "drop", "cuda", torch.float32, "stock"),  # the CUDA kernels take 16-bit elements only
+    ("auto", "drop", "cpu", torch.bfloat16, "stock"),
+    ("auto", "drop", "cpu", torch.float32, "stock"),
+    ("auto", "mask", "cuda", torch.bfloat16, "stock"),  # the stock masked call
+    ("stock", "drop", "cuda", torch.bfloat16, "stock"),
+    ("dynamicrad", "drop", "cpu", torch.float32, "dynamicrad"),
+    ("dynamicrad", "drop", "cuda", torch.bfloat16, "dynamicrad"),
+])
+def test_dense_backend_auto_resolution(backend, padding, device, dtype, expected):
+    config = DynamicRadConfig(dense_backend=backend, dense_padding=padding)
+    assert config.dense_backend_for(device, dtype) == expected
+
+
+def test_dense_backend_auto_asks_with_the_call_device_and_dtype(wan, wan_inputs, helpers, monkeypatch):
+    """The dispatch resolves "auto" per call from Q's device and dtype: where the resolution says
+    "dynamicrad" (as it does for CUDA bf16 / f16), the warm-up step runs the engine's dense path."""
+    asked = []
+
+    def resolve(self, device_type, dtype):
+        asked.append((device_type, dtype))
+        return "dynamicrad"
+
+    x = wan_inputs()
+    ref = _forward(wan, x)
+    engine_calls, stock_calls = _count_dense_calls(monkeypatch)
+    monkeypatch.setattr(DynamicRadConfig, "dense_backend_for", resolve)
+    dynamicrad.enable(wan, block_size=32, regime="high", warmup_steps=1)
+    out = _forward(wan, x)
+    assert asked == [("cpu", torch.float32)] * 3
+    assert engine_calls == [(1, 320, 2, 64)] * 3 and stock_calls == []
+    assert helpers.rel_err(out, ref) < 1e-5

@@ -7,12 +7,12 @@ processors hand their Q, K, V to one operator together with the transformer's ``
 and the decision is taken when the operator runs:
 - the dispatch counts the self-attention calls of the current transformer call (reset at model
   entry), which gives the layer;
-- dense layers and warm-up steps run the stock processor's attention (diffusers'
-  ``dispatch_attention_fn`` with that processor's backend), so they give the stock bits; where the
+- dense layers and warm-up steps run on DynamicRad's kernels over every block pair (the
+  integration's ``engine_dense``) where ``DynamicRadConfig.dense_backend_for`` says "dynamicrad" (by
+  default: CUDA tensors in bf16 / f16); otherwise they run the stock processor's attention (diffusers'
+  ``dispatch_attention_fn`` with that processor's backend), which gives the stock bits; where the
   call carries a padding mask (HunyuanVideo's prompt padding) and ``dense_padding`` is "drop", the
-  integration's ``dense`` runs that attention on the valid tokens without the mask instead; with
-  ``dense_backend = "dynamicrad"`` the integration's ``engine_dense`` runs them on DynamicRad's
-  kernels over every block pair;
+  integration's ``dense`` runs that attention on the valid tokens without the mask instead;
 - sparse ones run DynamicRad (``DynamicRadState.attention``).
 
 The dispatch travels through compiled graphs as an opaque reference object (torch >= 2.10), so
@@ -40,7 +40,7 @@ SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int, 
 # stock_attention(q, k, v) is the stock processor's attention without a mask.
 DenseAttention = Callable[[Callable, torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 # engine_dense(q, k, v, text_tokens): the dense attention of a call on DynamicRad's kernels
-# (dense_backend = "dynamicrad").
+# (where dense_backend resolves to "dynamicrad").
 EngineDenseAttention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
 
 
@@ -51,7 +51,8 @@ class LayerDispatch(OpaqueBase):
     first one across the pipeline's transformers; ``sparse(layer, q, k, v, text_tokens, pooled)``:
     DynamicRad attention of a layer; ``dense``: the dense attention of a call with a padding mask when
     ``dense_padding`` is "drop" (None: the stock call with its mask); ``engine_dense(q, k, v,
-    text_tokens)``: dense attention on DynamicRad's kernels, for ``dense_backend = "dynamicrad"``."""
+    text_tokens)``: dense attention on DynamicRad's kernels, where ``dense_backend`` resolves to
+    "dynamicrad"."""
 
     def __init__(self, state, stock: list, first_layer: int, sparse: SparseAttention,
                  dense: Optional[DenseAttention] = None, engine_dense: Optional[EngineDenseAttention] = None):
@@ -92,7 +93,8 @@ class LayerDispatch(OpaqueBase):
         layer = self.first_layer + index
         if state.is_dense(index):
             state.record_dense(layer)
-            if state.config.dense_backend == "dynamicrad" and self.engine_dense is not None:
+            backend = state.config.dense_backend_for(q.device.type, q.dtype)
+            if backend == "dynamicrad" and self.engine_dense is not None:
                 return self.engine_dense(q, k, v, text_tokens)
             stock = self.stock[index]
             if attention_mask is not None and self.dense is not None and state.config.dense_padding == "drop":
