@@ -12,8 +12,9 @@ from .engine import MODES, REGIMES
 TOKEN_ORDERS = ("raster", "tiled3d")
 DENSE_PADDINGS = ("drop", "mask")
 DENSE_BACKENDS = ("auto", "stock", "dynamicrad")
-# Element types the CUDA engine's kernels take (what "auto" needs to pick them).
+# Element types and block sizes the CUDA engine's kernels take (what "auto" needs to pick them).
 _ENGINE_CUDA_DTYPES = (torch.bfloat16, torch.float16)
+_ENGINE_CUDA_BLOCKS = (64, 128)
 _PRIOR_KEYS = ("gamma", "lambda", "theta_m", "theta_c", "dense_adjacent", "first_frame_sink")
 _SELECTION_KEYS = ("r_near", "r_far", "tau_near", "tau_far")
 
@@ -43,8 +44,9 @@ class DynamicRadConfig:
                        lengths, a warm-up step about 3% faster; within bf16 rounding of stock, not its
                        bits; padded prompt tokens are dropped, so it needs dense_padding="drop").
                        "auto" (the default) takes "dynamicrad" for CUDA tensors in bf16 / f16 with
-                       dense_padding="drop", and "stock" otherwise (on the CPU, torch's attention is
-                       the faster dense path); ``dense_backend_for`` says which, per call.
+                       dense_padding="drop" and block_size 64 or 128 (what the CUDA kernels take), and
+                       "stock" otherwise (on the CPU, torch's attention is the faster dense path);
+                       ``dense_backend_for`` says which, per call.
     refresh_interval:  build layouts every this many steps and reuse them in between (1: every
                        step). Reuse keeps one layout per layer and call on the GPU.
     token_order:       "raster" (the model's order) or "tiled3d" (applied once at model entry,
@@ -137,6 +139,7 @@ class DynamicRadConfig:
         "auto"."""
         if self.dense_backend != "auto":
             return self.dense_backend
-        if device_type == "cuda" and dtype in _ENGINE_CUDA_DTYPES and self.dense_padding == "drop":
+        if (device_type == "cuda" and dtype in _ENGINE_CUDA_DTYPES and self.block_size in _ENGINE_CUDA_BLOCKS
+                and self.dense_padding == "drop"):
             return "dynamicrad"
         return "stock"

@@ -842,19 +842,21 @@ def test_dense_backend_default_and_mask_conflict(wan, helpers):
     assert helpers.hook_snapshot(wan) == hooks
 
 
-@pytest.mark.parametrize("backend, padding, device, dtype, expected", [
-    ("auto", "drop", "cuda", torch.bfloat16, "dynamicrad"),
-    ("auto", "drop", "cuda", torch.float16, "dynamicrad"),
-    ("auto", "drop", "cuda", torch.float32, "stock"),  # the CUDA kernels take 16-bit elements only
-    ("auto", "drop", "cpu", torch.bfloat16, "stock"),
-    ("auto", "drop", "cpu", torch.float32, "stock"),
-    ("auto", "mask", "cuda", torch.bfloat16, "stock"),  # the stock masked call
-    ("stock", "drop", "cuda", torch.bfloat16, "stock"),
-    ("dynamicrad", "drop", "cpu", torch.float32, "dynamicrad"),
-    ("dynamicrad", "drop", "cuda", torch.bfloat16, "dynamicrad"),
+@pytest.mark.parametrize("backend, padding, block, device, dtype, expected", [
+    ("auto", "drop", 128, "cuda", torch.bfloat16, "dynamicrad"),
+    ("auto", "drop", 128, "cuda", torch.float16, "dynamicrad"),
+    ("auto", "drop", 64, "cuda", torch.bfloat16, "dynamicrad"),
+    ("auto", "drop", 32, "cuda", torch.bfloat16, "stock"),  # no CUDA kernel for block 32
+    ("auto", "drop", 128, "cuda", torch.float32, "stock"),  # the CUDA kernels take 16-bit elements only
+    ("auto", "drop", 128, "cpu", torch.bfloat16, "stock"),
+    ("auto", "drop", 128, "cpu", torch.float32, "stock"),
+    ("auto", "mask", 128, "cuda", torch.bfloat16, "stock"),  # the stock masked call
+    ("stock", "drop", 128, "cuda", torch.bfloat16, "stock"),
+    ("dynamicrad", "drop", 32, "cpu", torch.float32, "dynamicrad"),
+    ("dynamicrad", "drop", 128, "cuda", torch.bfloat16, "dynamicrad"),
 ])
-def test_dense_backend_auto_resolution(backend, padding, device, dtype, expected):
-    config = DynamicRadConfig(dense_backend=backend, dense_padding=padding)
+def test_dense_backend_auto_resolution(backend, padding, block, device, dtype, expected):
+    config = DynamicRadConfig(dense_backend=backend, dense_padding=padding, block_size=block)
     assert config.dense_backend_for(device, dtype) == expected
 
 
