@@ -18,6 +18,7 @@
 #include "dynamicrad/engine.h"
 #include "dynamicrad/rotary.h"
 #include "dynamicrad/select.h"
+#include "pooled_support.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -255,23 +256,6 @@ std::uint32_t float_bits(float v) {
   return bits;
 }
 
-// pool_blocks()' arithmetic: per (b, h, blk < blocks, d) the float sum of out's values in ascending
-// token order times 1.0f / the block's tokens.
-std::vector<float> sequential_means(const dr::HostTensor& out, int pool_block, std::int64_t blocks) {
-  const dr::Shape& s = out.shape();
-  std::vector<float> means;
-  for (std::int64_t b = 0; b < s.batch; ++b)
-    for (std::int64_t h = 0; h < s.heads; ++h)
-      for (std::int64_t blk = 0; blk < blocks; ++blk)
-        for (std::int64_t d = 0; d < s.head_dim; ++d) {
-          const std::int64_t t0 = blk * pool_block, t1 = std::min<std::int64_t>(s.tokens, t0 + pool_block);
-          float sum = 0.0f;
-          for (std::int64_t t = t0; t < t1; ++t) sum += out.get(out.index(b, t, h, d));
-          means.push_back(sum * (1.0f / static_cast<float>(t1 - t0)));
-        }
-  return means;
-}
-
 struct CsrLayout {
   std::vector<std::int64_t> offsets;
   std::vector<std::int32_t> cols;
@@ -306,19 +290,6 @@ dr::VideoGeometry options_geometry(std::int64_t batch) {
   return g;
 }
 
-// The first `blocks` blocks of every (batch, head) of `p`: [batch, heads, blocks, head_dim].
-void prefix_of(const dr::PooledBlocks& p, std::int64_t blocks, std::vector<float>& q, std::vector<float>& k) {
-  q.clear();
-  k.clear();
-  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh)
-    for (std::int64_t blk = 0; blk < blocks; ++blk)
-      for (std::int64_t d = 0; d < p.head_dim; ++d) {
-        const std::size_t i = static_cast<std::size_t>((bh * p.blocks + blk) * p.head_dim + d);
-        q.push_back(p.q[i]);
-        k.push_back(p.k[i]);
-      }
-}
-
 TEST(CApi, NormRotaryWritesThePooledMeans) {
   dr_test::Rng rng(31);
   const float poison = std::numeric_limits<float>::quiet_NaN();
@@ -351,7 +322,7 @@ TEST(CApi, NormRotaryWritesThePooledMeans) {
                             static_cast<std::size_t>(shape.elements()) * dr::dtype_size(dtype)),
                 0)
           << "out with pooling differs from out without";
-      const std::vector<float> want = sequential_means(out, 8, blocks);
+      const std::vector<float> want = dr_test::sequential_means(out, 8, blocks);
       for (std::size_t i = 0; i < want.size(); ++i)
         ASSERT_EQ(float_bits(pooled[i]), float_bits(want[i])) << "pooled[" << i << "] = " << pooled[i] << ", expected " << want[i];
       for (std::size_t i = want.size(); i < pooled.size(); ++i)
@@ -401,10 +372,9 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
     ASSERT_EQ(dr_engine_kept(e.handle, 0, &want_kept, &total, error, sizeof error), DR_OK) << error;
     for (const std::int64_t blocks : {std::int64_t{0}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
       SCOPED_TRACE("pooled_blocks " + std::to_string(blocks));
-      std::vector<float> pq, pk;
-      prefix_of(pooled, blocks, pq, pk);
-      const float* pq_ptr = blocks > 0 ? pq.data() : nullptr;
-      const float* pk_ptr = blocks > 0 ? pk.data() : nullptr;
+      const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, blocks);
+      const float* pq_ptr = blocks > 0 ? prefix.q.data() : nullptr;
+      const float* pk_ptr = blocks > 0 ? prefix.k.data() : nullptr;
       ASSERT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq_ptr, pk_ptr, blocks, &sel, 1, nullptr, error,
                                         sizeof error),
                 DR_OK)
@@ -419,23 +389,24 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
   }
 
   // Bad prefixes: DR_INVALID_ARGUMENT with a message naming the field.
-  std::vector<float> pq, pk;
-  prefix_of(pooled, 4, pq, pk);
+  const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, 4);
+  const float* pq = prefix.q.data();
+  const float* pk = prefix.k.data();
   const dr_selection& sel = selections[0];
   for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{5}}) {
     error[0] = '\0';
-    EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq.data(), pk.data(), blocks, &sel, 0, nullptr, error,
+    EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, pk, blocks, &sel, 0, nullptr, error,
                                       sizeof error),
               DR_INVALID_ARGUMENT)
         << "pooled_blocks " << blocks;
     EXPECT_TRUE(dr_test::names_word(error, "pooled_blocks")) << error;
   }
   error[0] = '\0';
-  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, nullptr, pk.data(), 2, &sel, 0, nullptr, error, sizeof error),
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, nullptr, pk, 2, &sel, 0, nullptr, error, sizeof error),
             DR_INVALID_ARGUMENT);
   EXPECT_TRUE(dr_test::names_word(error, "pooled_q")) << error;
   error[0] = '\0';
-  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq.data(), nullptr, 2, &sel, 0, nullptr, error, sizeof error),
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, nullptr, 2, &sel, 0, nullptr, error, sizeof error),
             DR_INVALID_ARGUMENT);
   EXPECT_TRUE(dr_test::names_word(error, "pooled_k")) << error;
 }
@@ -480,10 +451,9 @@ TEST(CApi, NormRotaryPooledMeansFeedSelectPooled) {
     EXPECT_EQ(got.cols, want.cols);
     // The rotary's means are pool_blocks()' of its outputs.
     const dr::PooledBlocks pooled = dr::pool_blocks(qr.view(), kr.view(), options_geometry(2));
-    std::vector<float> want_q, want_k;
-    prefix_of(pooled, blocks, want_q, want_k);
-    EXPECT_EQ(std::memcmp(pq.data(), want_q.data(), pq.size() * sizeof(float)), 0);
-    EXPECT_EQ(std::memcmp(pk.data(), want_k.data(), pk.size() * sizeof(float)), 0);
+    const dr_test::PrefixArrays means = dr_test::prefix_of(pooled, blocks);
+    EXPECT_EQ(std::memcmp(pq.data(), means.q.data(), pq.size() * sizeof(float)), 0);
+    EXPECT_EQ(std::memcmp(pk.data(), means.k.data(), pk.size() * sizeof(float)), 0);
   }
 }
 

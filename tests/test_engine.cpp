@@ -21,6 +21,7 @@
 #include "dynamicrad/prior.h"
 #include "dynamicrad/select.h"
 #include "dynamicrad/tensor.h"
+#include "pooled_support.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -729,26 +730,6 @@ TEST(Engine, CudaDeviceWithoutGpuThrows) {
 // pooled output): with pooling's own means the layout is select()'s without a prefix.
 namespace {
 
-// The first `blocks` blocks' means of every (batch, head) of `p`: [batch, heads, blocks, head_dim].
-struct Prefix {
-  std::vector<float> q, k;
-  std::int64_t blocks = 0;
-  dr::PooledPrefix view() const { return dr::PooledPrefix{q.data(), k.data(), blocks}; }
-};
-
-Prefix prefix_of(const dr::PooledBlocks& p, std::int64_t blocks) {
-  Prefix out;
-  out.blocks = blocks;
-  for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh)
-    for (std::int64_t blk = 0; blk < blocks; ++blk)
-      for (std::int64_t d = 0; d < p.head_dim; ++d) {
-        const std::size_t i = static_cast<std::size_t>((bh * p.blocks + blk) * p.head_dim + d);
-        out.q.push_back(p.q[i]);
-        out.k.push_back(p.k[i]);
-      }
-  return out;
-}
-
 // pool_blocks() of a call's q and k with the engine's geometry.
 dr::PooledBlocks pooled_of(const dr::SparseAttentionEngine& engine, const Qkv& x,
                            const dr::PooledPrefix& prefix = {}) {
@@ -789,7 +770,7 @@ TEST(Engine, SelectWithPoolingsOwnPrefixGivesTheSameLayout) {
           const std::string what = describe(g) + " " + mode_name(sel) + " " + dr::to_string(dtype) + " batch " +
                                    std::to_string(batch) + " prefix blocks " + std::to_string(P);
           SCOPED_TRACE(what);
-          const Prefix prefix = prefix_of(pooled, P);
+          const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, P);
           const int slot = keep ? 1 : 0;
           engine->select(x.q.view(), x.k.view(), sel, slot, nullptr, prefix.view());
           expect_same_layout(engine->layout(slot), want, what);
@@ -823,11 +804,11 @@ TEST(Engine, SelectUsesThePrefixMeans) {
     ASSERT_FALSE(same_layout(layout_x, layout_y)) << "x and y should select different layouts for this test to mean much";
     const dr::PooledBlocks pooled_y = pooled_of(*engine, y);
 
-    const Prefix all = prefix_of(pooled_y, blocks);
+    const dr_test::PrefixArrays all = dr_test::prefix_of(pooled_y, blocks);
     engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, all.view());
     expect_same_layout(engine->layout(0), layout_y, "x with y's means of every block");
 
-    const Prefix part = prefix_of(pooled_y, blocks / 2);
+    const dr_test::PrefixArrays part = dr_test::prefix_of(pooled_y, blocks / 2);
     engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, part.view());
     const dr::BlockLayout mixed = engine->layout(0);
     expect_same_layout(mixed, dr::select_blocks(engine->prior(), pooled_of(*engine, x, part.view()), sel),
@@ -849,19 +830,19 @@ TEST(Engine, PooledPrefixErrorsNameTheField) {
   const dr::BlockLayout layout = engine->layout(0);
   const dr::KeptBlocks kept = engine->kept(0);
   const dr::PooledBlocks pooled = pooled_of(*engine, x);
-  const Prefix all = prefix_of(pooled, blocks);
+  const dr_test::PrefixArrays all = dr_test::prefix_of(pooled, blocks);
   for (const std::int64_t bad : {std::int64_t{-1}, blocks + 1, std::int64_t{1000}}) {
     SCOPED_TRACE(bad);
     EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr,
                                    dr::PooledPrefix{all.q.data(), all.k.data(), bad}),
                     "pooled_blocks");
   }
-  const Prefix two = prefix_of(pooled, 2);
+  const dr_test::PrefixArrays two = dr_test::prefix_of(pooled, 2);
   EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{nullptr, two.k.data(), 2}),
                   "pooled_q");
   EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{two.q.data(), nullptr, 2}),
                   "pooled_k");
-  Prefix broken = two;
+  dr_test::PrefixArrays broken = two;
   broken.k[broken.k.size() / 2] = kNaN;
   EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, broken.view()), "pooled_k");
   broken = two;

@@ -17,6 +17,7 @@
 #include "dynamicrad/device.h"
 #include "dynamicrad/geometry.h"
 #include "dynamicrad/select.h"
+#include "pooled_support.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -318,24 +319,6 @@ bool same_bytes(const dr::HostTensor& a, const dr::HostTensor& b) {
                      static_cast<std::size_t>(a.shape().elements()) * dr::dtype_size(a.dtype())) == 0;
 }
 
-// pool_blocks()' arithmetic written out: for every (b, h, blk < blocks, d) the float sum of out's
-// values (read as float) in ascending token order, times 1.0f / the block's tokens.
-std::vector<float> sequential_means(const dr::HostTensor& out, int pool_block, std::int64_t blocks) {
-  const dr::Shape& s = out.shape();
-  std::vector<float> means(static_cast<std::size_t>(s.batch * s.heads * blocks * s.head_dim));
-  for (std::int64_t b = 0; b < s.batch; ++b)
-    for (std::int64_t h = 0; h < s.heads; ++h)
-      for (std::int64_t blk = 0; blk < blocks; ++blk)
-        for (std::int64_t d = 0; d < s.head_dim; ++d) {
-          const std::int64_t t0 = blk * pool_block, t1 = std::min<std::int64_t>(s.tokens, t0 + pool_block);
-          float sum = 0.0f;
-          for (std::int64_t t = t0; t < t1; ++t) sum += out.get(out.index(b, t, h, d));
-          const float inv = 1.0f / static_cast<float>(t1 - t0);
-          means[static_cast<std::size_t>(((b * s.heads + h) * blocks + blk) * s.head_dim + d)] = sum * inv;
-        }
-  return means;
-}
-
 struct Pooling {
   int block;           // pool_block
   std::int64_t blocks; // pooled_blocks
@@ -370,7 +353,7 @@ PooledRun run_pooled(const Inputs& in, dr::RotaryArgs a, const Pooling& p, std::
 // their poison.
 void expect_pooled_means(const PooledRun& r, const Pooling& p, std::size_t tail) {
   const dr::Shape& s = r.out.shape();
-  const std::vector<float> want = sequential_means(r.out, p.block, p.blocks);
+  const std::vector<float> want = dr_test::sequential_means(r.out, p.block, p.blocks);
   ASSERT_EQ(r.pooled.size(), want.size() + tail);
   for (std::size_t i = 0; i < want.size(); ++i) {
     const std::int64_t n = static_cast<std::int64_t>(i);

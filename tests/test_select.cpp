@@ -17,6 +17,7 @@
 #include "dynamicrad/prior.h"
 #include "dynamicrad/select.h"
 #include "dynamicrad/synthetic.h"
+#include "pooled_support.h"
 #include "test_support.h"
 
 namespace dr = dynamicrad;
@@ -655,27 +656,6 @@ TEST(Select, SyntheticPipelineInvariants) {
 // rest pooled, so a prefix of pooling's own means changes nothing.
 namespace {
 
-// The first `blocks` blocks of every (batch, head) of `p`, laid out as a PooledPrefix wants them:
-// [batch, heads, blocks, head_dim].
-struct PrefixArrays {
-  std::vector<float> q, k;
-  std::int64_t blocks = 0;
-  dr::PooledPrefix prefix() const { return dr::PooledPrefix{q.data(), k.data(), blocks}; }
-};
-
-PrefixArrays prefix_arrays(const dr::PooledBlocks& p, std::int64_t blocks) {
-  PrefixArrays a;
-  a.blocks = blocks;
-  for (std::int64_t b = 0; b < p.batch; ++b)
-    for (std::int64_t h = 0; h < p.heads; ++h)
-      for (std::int64_t blk = 0; blk < blocks; ++blk)
-        for (std::int64_t d = 0; d < p.head_dim; ++d) {
-          a.q.push_back(p.q[pooled_index(p, b, h, blk, d)]);
-          a.k.push_back(p.k[pooled_index(p, b, h, blk, d)]);
-        }
-  return a;
-}
-
 std::size_t prefix_index(const dr::PooledBlocks& p, std::int64_t blocks, std::int64_t b, std::int64_t h,
                          std::int64_t blk, std::int64_t d) {
   return static_cast<std::size_t>(((b * p.heads + h) * blocks + blk) * p.head_dim + d);
@@ -735,8 +715,8 @@ TEST(Select, PoolBlocksWithPoolingsOwnPrefixIsPoolBlocks) {
     counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
     for (const std::int64_t P : counts) {
       const std::string what = describe(g) + " " + dr::to_string(dtype) + " prefix blocks " + std::to_string(P);
-      const PrefixArrays arrays = prefix_arrays(full, P);
-      expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.prefix()), full, what);
+      const dr_test::PrefixArrays arrays = dr_test::prefix_of(full, P);
+      expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.view()), full, what);
     }
     // No prefix: null pointers are allowed with zero blocks.
     expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{}), full, describe(g) + " empty prefix");
@@ -752,22 +732,22 @@ TEST(Select, PoolBlocksAdoptsThePrefixValues) {
   const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
 
   // Two means of a 2-block prefix changed: exactly those two change in the result.
-  PrefixArrays arrays = prefix_arrays(full, 2);
+  dr_test::PrefixArrays arrays = dr_test::prefix_of(full, 2);
   arrays.q[prefix_index(full, 2, 1, 2, 0, 3)] = 1234.5f;
   arrays.k[prefix_index(full, 2, 0, 1, 1, 0)] = -77.25f;
   dr::PooledBlocks want = full;
   want.q[pooled_index(full, 1, 2, 0, 3)] = 1234.5f;
   want.k[pooled_index(full, 0, 1, 1, 0)] = -77.25f;
-  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.prefix()), want, "edited prefix");
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.view()), want, "edited prefix");
 
   // A prefix of every block from other tensors: the result is their pooling; q and k are not pooled.
   const dr::HostTensor q2 = dr_test::random_tensor(rng, shape, 3.0), k2 = dr_test::random_tensor(rng, shape, 0.5);
   const dr::PooledBlocks other = dr::pool_blocks(q2.view(), k2.view(), g);
-  const PrefixArrays all = prefix_arrays(other, 3);
-  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, all.prefix()), other, "whole prefix of other tensors");
+  const dr_test::PrefixArrays all = dr_test::prefix_of(other, 3);
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, all.view()), other, "whole prefix of other tensors");
 
   // Other tensors' first block, then q and k's own blocks 1 and 2.
-  const PrefixArrays first = prefix_arrays(other, 1);
+  const dr_test::PrefixArrays first = dr_test::prefix_of(other, 1);
   dr::PooledBlocks mixed = full;
   for (std::int64_t b = 0; b < 2; ++b)
     for (std::int64_t h = 0; h < 3; ++h)
@@ -775,7 +755,7 @@ TEST(Select, PoolBlocksAdoptsThePrefixValues) {
         mixed.q[pooled_index(full, b, h, 0, d)] = other.q[pooled_index(other, b, h, 0, d)];
         mixed.k[pooled_index(full, b, h, 0, d)] = other.k[pooled_index(other, b, h, 0, d)];
       }
-  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, first.prefix()), mixed, "one block of other tensors");
+  expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, first.view()), mixed, "one block of other tensors");
 }
 
 TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
@@ -790,14 +770,14 @@ TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
   dr_test::Rng rng(63);
   const dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
   const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
-  const PrefixArrays all = prefix_arrays(full, 3);
-  EXPECT_NO_THROW(dr::pool_blocks(q.view(), k.view(), g, all.prefix()));
+  const dr_test::PrefixArrays all = dr_test::prefix_of(full, 3);
+  EXPECT_NO_THROW(dr::pool_blocks(q.view(), k.view(), g, all.view()));
   for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{4}, std::int64_t{100}}) {
     SCOPED_TRACE(blocks);
     EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{all.q.data(), all.k.data(), blocks}),
                     "pooled_blocks");
   }
-  const PrefixArrays two = prefix_arrays(full, 2);
+  const dr_test::PrefixArrays two = dr_test::prefix_of(full, 2);
   EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, two.k.data(), 2}), "pooled_q");
   EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{two.q.data(), nullptr, 2}), "pooled_k");
   EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, nullptr, 1}), "pooled_q");
@@ -806,12 +786,12 @@ TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
   for (const float bad : {nan, inf, -inf}) {
     for (const std::size_t where : {std::size_t{0}, two.q.size() - 1}) {
       SCOPED_TRACE(std::to_string(bad) + " at " + std::to_string(where));
-      PrefixArrays broken = two;
+      dr_test::PrefixArrays broken = two;
       broken.k[where] = bad;
-      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.prefix()), "pooled_k");
+      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.view()), "pooled_k");
       broken = two;
       broken.q[where] = bad;
-      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.prefix()), "pooled_q");
+      EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.view()), "pooled_q");
     }
   }
 }

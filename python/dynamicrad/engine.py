@@ -322,12 +322,9 @@ def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: Op
             raise ValueError(f"lse: expected contiguous float32 {(b, h, n)}, got {lse.dtype} {tuple(lse.shape)}")
         lse_ptr = ctypes.c_void_p(lse.data_ptr())
     error = _lib.error_buffer()
+    lib, args = _lib.library(), (ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr)
     if slot is None:
-        status = _lib.library().dr_engine_attend_dense(
-            ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, _stream(q), error, len(error)
-        )
+        status = lib.dr_engine_attend_dense(*args, _stream(q), error, len(error))
     else:
-        status = _lib.library().dr_engine_attend(
-            ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr, slot, _stream(q), error, len(error)
-        )
+        status = lib.dr_engine_attend(*args, slot, _stream(q), error, len(error))
     _lib.check(status, error, "attend")

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/check.h"
+#include "dynamicrad/layout.h"
 #include "engine/engine_backend.h"
 
 namespace dynamicrad::detail {
@@ -47,23 +48,11 @@ class CpuEngine final : public SparseAttentionEngine::Backend {
     const std::int64_t batch = args.q.shape.batch;
     std::unique_ptr<AttentionBackend>& plan = dense_[batch];
     if (!plan) {
-      VideoGeometry g = prior_.geometry;
-      g.batch = batch;
-      BlockLayout layout;
-      layout.batch = batch;
-      layout.heads = g.heads;
-      layout.tokens = total_tokens(g);
-      layout.block_size = g.block_size;
-      layout.blocks = prior_.blocks;
-      const std::int64_t rows = batch * g.heads * layout.blocks;
-      layout.row_offsets.resize(static_cast<std::size_t>(rows + 1));
-      layout.col_indices.resize(static_cast<std::size_t>(rows * layout.blocks));
-      for (std::int64_t r = 0; r <= rows; ++r) layout.row_offsets[r] = r * layout.blocks;
-      for (std::int64_t e = 0; e < rows * layout.blocks; ++e) layout.col_indices[e] = static_cast<std::int32_t>(e % layout.blocks);
+      const VideoGeometry& g = prior_.geometry;
       AttentionOptions o;
       o.scale = options_.scale;
       o.threads = options_.threads;
-      plan = plan_cpu_attention(std::move(layout), o);
+      plan = plan_cpu_attention(full_layout(batch, g.heads, total_tokens(g), g.block_size), o);
     }
     plan->run(args);
   }

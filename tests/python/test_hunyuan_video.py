@@ -96,6 +96,11 @@ def test_padded_text_tokens_are_ignored(make_hunyuan, hunyuan_inputs, helpers):
     model = make_hunyuan()
     x = hunyuan_inputs(lengths=(12, 7))
     dynamicrad.enable(model, **SPARSE)
+    _expect_padding_ignored(model, x)
+
+
+def _expect_padding_ignored(model, x) -> None:
+    """The output stays the same when the second prompt's padded tokens (past its 7 valid ones) change."""
     out = _forward(model, x)
     y = dict(x)
     y["encoder_hidden_states"] = x["encoder_hidden_states"].clone()
@@ -589,11 +594,7 @@ def test_dense_backend_dynamicrad_ignores_padded_text(make_hunyuan, hunyuan_inpu
     model = make_hunyuan()
     x = hunyuan_inputs(lengths=(12, 7))
     dynamicrad.enable(model, block_size=32, warmup_steps=1, dense_backend="dynamicrad")
-    out = _forward(model, x)
-    y = dict(x)
-    y["encoder_hidden_states"] = x["encoder_hidden_states"].clone()
-    y["encoder_hidden_states"][1, 7:] = 100.0
-    torch.testing.assert_close(_forward(model, y), out, atol=1e-5, rtol=1e-4)
+    _expect_padding_ignored(model, x)
 
 
 def test_dense_backend_dynamicrad_tiled3d_warmup(make_hunyuan, hunyuan_inputs, helpers):

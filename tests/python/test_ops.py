@@ -212,6 +212,18 @@ def test_opcheck(dtype):
     assert all(status == "SUCCESS" for status in result.values()), result
 
 
+def _expect_one_graph_like_eager(fn, q, k, v) -> None:
+    """torch.compile(fullgraph=True) of fn gives eager's (out, lse) bits, in one graph without breaks."""
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = compiled(q, k, v)
+    want = fn(q, k, v)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+    explanation = torch._dynamo.explain(fn)(q, k, v)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+    torch._dynamo.reset()
+
+
 def test_torch_compile_fullgraph_matches_eager():
     g = make_geometry("text")
     prior, sel = selection_for("static-ratio", g)
@@ -222,14 +234,7 @@ def test_torch_compile_fullgraph_matches_eager():
         out, lse = dynamicrad.sparse_attention(q * 1.5, k, v, engine, sel)
         return out.sum(dim=-1) + 1.0, lse
 
-    torch._dynamo.reset()
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    got = compiled(q, k, v)
-    want = fn(q, k, v)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    explanation = torch._dynamo.explain(fn)(q, k, v)
-    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
-    torch._dynamo.reset()
+    _expect_one_graph_like_eager(fn, q, k, v)
 
 
 # ---- errors -----------------------------------------------------------------------------------
@@ -1058,14 +1063,7 @@ def test_dense_attention_torch_compile_fullgraph_matches_eager():
         out, lse = dynamicrad.dense_attention(q * 1.5, k, v, engine)
         return out.sum(dim=-1) + 1.0, lse
 
-    torch._dynamo.reset()
-    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
-    got = compiled(q, k, v)
-    want = fn(q, k, v)
-    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
-    explanation = torch._dynamo.explain(fn)(q, k, v)
-    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
-    torch._dynamo.reset()
+    _expect_one_graph_like_eager(fn, q, k, v)
 
 
 def test_dense_attention_errors(setup):
