@@ -243,9 +243,27 @@ def profiled(model, inputs, enabled: bool):
         return profile_call(lambda: model(**inputs))
 
 
-def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, stock_rotary_at=None,
-        compile_mode: str = "none", profile: bool = False, layers=None, unfused_pooling_at=None,
-        stock_dense_at=None) -> dict:
+# DynamicRad configurations besides its defaults ("default"), by name: the enable() options they
+# change. Each is timed at one sparsity given on the command line.
+VARIANTS = {
+    "default": {},
+    # Q/K preparation, to separate the gains: the one-pass rotary after the stock norm (Wan only),
+    # the stock processor's arithmetic.
+    "rotary": dict(fused_norm=False, fused_pooling=False),
+    "stock": dict(fused_rotary=False, fused_norm=False, fused_pooling=False),
+    # HunyuanVideo only: selection pools Q and K itself.
+    "unfused pool": dict(fused_pooling=False),
+    # Dense layers and warm-up steps on the stock attention.
+    "stock dense": dict(dense_backend="stock"),
+    # No dense layer: every layer sparse (the reference keeps the first one dense).
+    "all sparse": dict(dense_layers=0),
+}
+_VARIANT_MODELS = {"rotary": ("wan",), "unfused pool": ("hunyuan",)}
+
+
+def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str, compile_mode: str = "none",
+        profile: bool = False, layers=None, variants: list = ()) -> dict:
+    """variants: (sparsity, name of VARIANTS) pairs timed besides the defaults at ``sparsities``."""
     t0 = time.time()
     model, inputs, n_params = build(model_name, tiny, device, layers)
     log(f"[{model_name}] built {n_params / 1e9:.2f} B parameters in {time.time() - t0:.1f} s")
@@ -253,15 +271,15 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
               "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
               "latents": list(inputs["hidden_states"].shape), "modes": {}}
     if compile_mode in ("none", "both"):
-        result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                           stock_rotary_at, "eager", profile, unfused_pooling_at, stock_dense_at)
+        result["modes"]["eager"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device, "eager",
+                                           profile, variants)
     if compile_mode in ("regional", "both"):
         # Inductor, one graph per block class, shared by all blocks (and, through the run-time layer
         # dispatch, by all of DynamicRad's layers and steps). The first call of each configuration
         # compiles; time_call's warm-up call absorbs it.
         model.compile_repeated_blocks(fullgraph=True)
         result["modes"]["compiled"] = measure(model, inputs, model_name, sparsities, repeats, tiny, device,
-                                              stock_rotary_at, "compiled", profile, unfused_pooling_at, stock_dense_at)
+                                              "compiled", profile, variants)
     del model
     if device == "cuda":
         torch.cuda.empty_cache()
@@ -269,7 +287,7 @@ def run(model_name: str, sparsities: list, repeats: int, tiny: bool, device: str
 
 
 def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny: bool, device: str,
-            stock_rotary_at, label: str, profile: bool = False, unfused_pooling_at=None, stock_dense_at=None) -> dict:
+            label: str, profile: bool = False, variants: list = ()) -> dict:
     """Stock (default SDPA, cuDNN) and DynamicRad at each sparsity on one model, as it is (eager or
     compiled). With ``profile``, also the GPU time of one call of each by kind of kernel."""
     tag = f"[{model_name}, {label}]"
@@ -315,8 +333,9 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
                                         "relative_error_vs_stock": warm_err, "clocks": warm_clocks}
     log(f"{tag} DynamicRad warm-up step (all layers dense): {warm_mean:.3f} s, {dense / warm_mean:.2f}x, "
         f"rel. error {warm_err:.1e}; {format_clocks(warm_clocks)}")
+    variants = [(t, v) for t, v in variants if model_name in _VARIANT_MODELS.get(v, (model_name,))]
     stock_warm_mean = None
-    if stock_dense_at is not None:  # the dense layers on the stock attention (dense_backend="stock")
+    if any(v == "stock dense" for _, v in variants):  # the warm-up step on the stock attention
         dynamicrad.enable(model, warmup_steps=1 << 30, block_size=block, dense_backend="stock")
         stock_warm_mean, _, stock_warm_out, stock_warm_clocks = time_call(model, inputs, repeats)
         dynamicrad.disable(model)
@@ -328,27 +347,15 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         log(f"{tag} DynamicRad warm-up step with dense_backend='stock': {stock_warm_mean:.3f} s, "
             f"{dense / stock_warm_mean:.2f}x, rel. error {stock_warm_err:.1e}; {format_clocks(stock_warm_clocks)}")
     runs = []
-    # How the processor prepares Q and K: the one-pass norm and rotary (default), for Wan the one-pass
-    # rotary after the stock norm, or the stock processor's arithmetic.
-    configs = [(t, "norm+rotary") for t in sparsities]
-    if stock_rotary_at is not None:  # to separate the gains
-        configs += [(stock_rotary_at, "rotary")] if model_name == "wan" else []
-        configs += [(stock_rotary_at, "stock")]
-    if unfused_pooling_at is not None and model_name == "hunyuan":  # selection pooling Q and K itself
-        configs += [(unfused_pooling_at, "unfused pool")]
-    if stock_dense_at is not None:  # the dense first layer on the stock attention
-        configs += [(stock_dense_at, "stock dense")]
-    for target, qk_pass in configs:
+    for target, variant in [(t, "default") for t in sparsities] + list(variants):
+        options = dict(fused_rotary=True, fused_norm=True, fused_pooling=True, dense_backend="auto", dense_layers=1)
+        options.update(VARIANTS[variant])
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
             log(f"{tag} target sparsity {target} is out of reach: the prior's forced blocks alone leave "
                 f"{achieved:.3f}")
-        state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, dense_layers=1,
-                                  prior=prior, selection={"r_near": r, "r_far": r}, block_size=block,
-                                  fused_rotary=qk_pass != "stock",
-                                  fused_norm=qk_pass in ("norm+rotary", "unfused pool", "stock dense"),
-                                  fused_pooling=qk_pass in ("norm+rotary", "stock dense"),
-                                  dense_backend="stock" if qk_pass == "stock dense" else "auto")
+        state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, prior=prior,
+                                  selection={"r_near": r, "r_far": r}, block_size=block, **options)
         reset_peak()
         t0 = time.time()
         mean, best, out, clocks = time_call(model, inputs, repeats)
@@ -358,14 +365,14 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
-        fused_pooling = model_name == "hunyuan" and qk_pass in ("norm+rotary", "stock dense") and device == "cuda"
+        fused_pooling = model_name == "hunyuan" and options["fused_pooling"] and device == "cuda"
         select_s, pooling_s = selection_overhead(state, len(sparse_layers), device, fused_pooling)
         overhead = select_s + pooling_s
         engine_bytes = state.device_bytes()
         err = ((out.float() - dense_out.float()).norm() / dense_out.float().norm()).item()
-        step_warm = stock_warm_mean if qk_pass == "stock dense" else warm_mean
+        step_warm = stock_warm_mean if variant == "stock dense" else warm_mean
         entry = {
-            "target_sparsity": target, "qk_pass": qk_pass, "ratio": r, "layer_sparsity": layer_sparsity,
+            "target_sparsity": target, "variant": variant, "ratio": r, "layer_sparsity": layer_sparsity,
             "mean_s": mean, "min_s": best, "speedup": dense / mean, "first_call_s": first_call,
             "selection_s": overhead, "selection_share": overhead / mean,
             "select_s": select_s, "pooling_in_rotary_s": pooling_s,
@@ -383,7 +390,7 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         }
         runs.append(entry)
         log(f"{tag} sparsity {layer_sparsity:.3f} (target {target}, "
-            f"Q/K pass: {qk_pass}): {mean:.3f} s, "
+            f"variant: {variant}): {mean:.3f} s, "
             f"{dense / mean:.2f}x, selection {100 * overhead / mean:.2f}% of the step "
             f"({1e3 * select_s:.0f} ms select + {1e3 * pooling_s:.0f} ms pooling in the Q/K pass), "
             f"memory +{100 * entry['extra_memory_share']:.2f}%, rel. error {err:.3f}; {format_clocks(clocks)}")
@@ -404,10 +411,10 @@ def print_mode(r: dict, label: str, mode: dict) -> None:
           + f"; DynamicRad warm-up step {warm['mean_s']:.3f} s ({warm['speedup']:.2f}x)"
           + (f", with dense_backend='stock' {stock_dense['mean_s']:.3f} s ({stock_dense['speedup']:.2f}x)"
              if stock_dense else ""))
-    print("  target  Q/K pass     achieved  step s  speedup  selection  memory  50-step speedup  rel.err"
+    print("  target  variant       achieved  step s  speedup  selection  memory  50-step speedup  rel.err"
           "  (50 steps with stock warm-up steps)")
     for x in mode["dynamicrad"]:
-        rot = f"{x['qk_pass']:<11}"
+        rot = f"{x['variant']:<12}"
         print(f"  {x['target_sparsity']:.2f}    {rot}  {x['layer_sparsity']:.3f}     {x['mean_s']:6.3f}  {x['speedup']:6.2f}x"
               f"   {100 * x['selection_share']:6.2f}%  {100 * x['extra_memory_share']:+5.2f}%"
               f"   {x['fifty_steps']['speedup']:6.2f}x        {x['relative_error_vs_stock']:.3f}"
@@ -430,6 +437,8 @@ def main() -> int:
                         "dense_backend='stock' (dense layers and warm-up steps on the stock attention, where the "
                         "default 'auto' runs DynamicRad's kernels on the GPU); its 50-step total uses that "
                         "warm-up step")
+    parser.add_argument("--all-sparse-at", type=float, help="also time this sparsity with dense_layers=0 (no dense "
+                        "layer; the reference default, used otherwise, keeps the first layer dense)")
     parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="cpu only with --tiny")
     parser.add_argument("--layers", type=int, help="keep this many blocks of each kind: a quick check of "
                         "memory and errors at full width and length (the step times are not the model's)")
@@ -457,8 +466,15 @@ def main() -> int:
     models = ["wan", "hunyuan"] if args.model == "both" else [args.model]
     if args.profile and args.device != "cuda":
         parser.error("--profile needs --device cuda (it sums GPU kernel times)")
-    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.stock_rotary_at, args.compile,
-                   args.profile, args.layers, args.unfused_pooling_at, args.stock_dense_at) for m in models]
+    variants = []
+    for value, names in ((args.stock_rotary_at, ("rotary", "stock")), (args.unfused_pooling_at, ("unfused pool",)),
+                         (args.stock_dense_at, ("stock dense",)), (args.all_sparse_at, ("all sparse",))):
+        if value is not None:
+            if not 0.0 < value < 1.0:
+                parser.error(f"a sparsity of {value}: must be in (0, 1)")
+            variants += [(value, name) for name in names]
+    results = [run(m, sparsities, args.repeats, args.tiny, args.device, args.compile, args.profile, args.layers,
+                   variants) for m in models]
     for r in results:
         for label, mode in r["modes"].items():
             print_mode(r, label, mode)

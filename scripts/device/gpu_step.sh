@@ -10,6 +10,7 @@
 #   UNFUSED_POOLING_AT=0.85 also times HunyuanVideo at that sparsity with fused_pooling=False,
 #   STOCK_DENSE_AT=0.85 also times the warm-up step and that sparsity with dense_backend=stock (the
 #   default "auto" runs the dense layers and warm-up steps on DynamicRad's kernel on the GPU).
+#   ALL_SPARSE_AT=0.85 also times that sparsity with dense_layers=0 (no dense first layer).
 #   Results go to $OUT/step/.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -26,5 +27,5 @@ fi
 echo "== denoising step benchmark"
 python3 bench/gpu/bench_step.py --model "${MODEL:-both}" --repeats "${REPEATS:-2}" ${STOCK_ROTARY_AT:+--stock-rotary-at $STOCK_ROTARY_AT} \
   --sparsities "${SPARSITIES:-0.80,0.85,0.90}" --compile "${COMPILE:-none}" \
-  ${PROFILE:+--profile} ${LAYERS:+--layers $LAYERS} ${UNFUSED_POOLING_AT:+--unfused-pooling-at $UNFUSED_POOLING_AT} ${STOCK_DENSE_AT:+--stock-dense-at $STOCK_DENSE_AT} --out "$out/step/results-${MODEL:-both}.json" \
+  ${PROFILE:+--profile} ${LAYERS:+--layers $LAYERS} ${UNFUSED_POOLING_AT:+--unfused-pooling-at $UNFUSED_POOLING_AT} ${STOCK_DENSE_AT:+--stock-dense-at $STOCK_DENSE_AT} ${ALL_SPARSE_AT:+--all-sparse-at $ALL_SPARSE_AT} --out "$out/step/results-${MODEL:-both}.json" \
   2>&1 | tee "$out/step/bench-${MODEL:-both}.txt"
