@@ -277,6 +277,11 @@ CsrLayout layout_of(const dr_engine* engine, std::int32_t slot) {
   return l;
 }
 
+void expect_same_layout(const CsrLayout& got, const CsrLayout& want) {
+  EXPECT_EQ(got.offsets, want.offsets);
+  EXPECT_EQ(got.cols, want.cols);
+}
+
 // kOptions' geometry for a call of `batch`: 105 tokens, 4 blocks of 32 (the last of 9 tokens).
 dr::VideoGeometry options_geometry(std::int64_t batch) {
   dr::VideoGeometry g;
@@ -379,9 +384,7 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
                                         sizeof error),
                 DR_OK)
           << error;
-      const CsrLayout got = layout_of(e.handle, 1);
-      EXPECT_EQ(got.offsets, want.offsets);
-      EXPECT_EQ(got.cols, want.cols);
+      expect_same_layout(layout_of(e.handle, 1), want);
       std::int64_t kept = 0;
       ASSERT_EQ(dr_engine_kept(e.handle, 1, &kept, &total, error, sizeof error), DR_OK) << error;
       EXPECT_EQ(kept, want_kept);
@@ -446,9 +449,7 @@ TEST(CApi, NormRotaryPooledMeansFeedSelectPooled) {
                                       sizeof error),
               DR_OK)
         << error;
-    const CsrLayout got = layout_of(e.handle, 1);
-    EXPECT_EQ(got.offsets, want.offsets);
-    EXPECT_EQ(got.cols, want.cols);
+    expect_same_layout(layout_of(e.handle, 1), want);
     // The rotary's means are pool_blocks()' of its outputs.
     const dr::PooledBlocks pooled = dr::pool_blocks(qr.view(), kr.view(), options_geometry(2));
     const dr_test::PrefixArrays means = dr_test::prefix_of(pooled, blocks);

@@ -348,14 +348,12 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
             f"{dense / stock_warm_mean:.2f}x, rel. error {stock_warm_err:.1e}; {format_clocks(stock_warm_clocks)}")
     runs = []
     for target, variant in [(t, "default") for t in sparsities] + list(variants):
-        options = dict(fused_rotary=True, fused_norm=True, fused_pooling=True, dense_backend="auto", dense_layers=1)
-        options.update(VARIANTS[variant])
         r, achieved = ratio_for(geometry, prior, target, device)
         if achieved < target - 0.01:
             log(f"{tag} target sparsity {target} is out of reach: the prior's forced blocks alone leave "
                 f"{achieved:.3f}")
         state = dynamicrad.enable(model, regime="high", mode="static-ratio", warmup_steps=0, prior=prior,
-                                  selection={"r_near": r, "r_far": r}, block_size=block, **options)
+                                  selection={"r_near": r, "r_far": r}, block_size=block, **VARIANTS[variant])
         reset_peak()
         t0 = time.time()
         mean, best, out, clocks = time_call(model, inputs, repeats)
@@ -365,7 +363,7 @@ def measure(model, inputs, model_name: str, sparsities: list, repeats: int, tiny
         reports = state.report()
         sparse_layers = [x for x in reports if not x.dense]
         layer_sparsity = sum(x.sparsity for x in sparse_layers) / len(sparse_layers)
-        fused_pooling = model_name == "hunyuan" and options["fused_pooling"] and device == "cuda"
+        fused_pooling = model_name == "hunyuan" and state.config.fused_pooling and device == "cuda"
         select_s, pooling_s = selection_overhead(state, len(sparse_layers), device, fused_pooling)
         overhead = select_s + pooling_s
         engine_bytes = state.device_bytes()
