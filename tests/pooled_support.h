@@ -12,16 +12,18 @@
 namespace dr_test {
 
 // The first `blocks` block means of every (batch, head) of a PooledBlocks, laid out as a PooledPrefix
-// reads them: [batch, heads, blocks, head_dim].
+// reads them: [batch, heads, blocks, head_dim]; block_size: the tokens each mean was taken over.
 struct PrefixArrays {
   std::vector<float> q, k;
   std::int64_t blocks = 0;
-  dynamicrad::PooledPrefix view() const { return dynamicrad::PooledPrefix{q.data(), k.data(), blocks}; }
+  int block_size = 0;
+  dynamicrad::PooledPrefix view() const { return dynamicrad::PooledPrefix{q.data(), k.data(), blocks, block_size}; }
 };
 
-inline PrefixArrays prefix_of(const dynamicrad::PooledBlocks& p, std::int64_t blocks) {
+inline PrefixArrays prefix_of(const dynamicrad::PooledBlocks& p, std::int64_t blocks, int block_size) {
   PrefixArrays a;
   a.blocks = blocks;
+  a.block_size = block_size;
   for (std::int64_t bh = 0; bh < p.batch * p.heads; ++bh)
     for (std::int64_t blk = 0; blk < blocks; ++blk)
       for (std::int64_t d = 0; d < p.head_dim; ++d) {

@@ -126,6 +126,21 @@ TEST(CApi, ErrorsNameTheFieldAndCodeTheKind) {
                              &handle, error, sizeof error),
             DR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(error).find("options.device"), std::string::npos) << error;
+  // Integers past their C type's range are errors, not wrapped values (2^32 + 2 slots is not 2).
+  for (const char* options : {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8},
+                                  "slots": 4294967298})",
+                              R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8},
+                                  "threads": -4294967296})",
+                              R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8,
+                                  "block_size": 4294967328}})",
+                              R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8},
+                                  "slots": 18446744073709551615})"}) {
+    SCOPED_TRACE(options);
+    handle = reinterpret_cast<dr_engine*>(0x1);
+    EXPECT_EQ(dr_engine_create(options, &handle, error, sizeof error), DR_INVALID_ARGUMENT);
+    EXPECT_EQ(handle, nullptr);
+    EXPECT_NE(std::string(error).find("outside the integer range"), std::string::npos) << error;
+  }
 
   Engine e;
   ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
@@ -377,10 +392,10 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
     ASSERT_EQ(dr_engine_kept(e.handle, 0, &want_kept, &total, error, sizeof error), DR_OK) << error;
     for (const std::int64_t blocks : {std::int64_t{0}, std::int64_t{2}, std::int64_t{3}, std::int64_t{4}}) {
       SCOPED_TRACE("pooled_blocks " + std::to_string(blocks));
-      const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, blocks);
+      const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, blocks, 32);
       const float* pq_ptr = blocks > 0 ? prefix.q.data() : nullptr;
       const float* pk_ptr = blocks > 0 ? prefix.k.data() : nullptr;
-      ASSERT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq_ptr, pk_ptr, blocks, &sel, 1, nullptr, error,
+      ASSERT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq_ptr, pk_ptr, blocks, 32, &sel, 1, nullptr, error,
                                         sizeof error),
                 DR_OK)
           << error;
@@ -392,26 +407,30 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
   }
 
   // Bad prefixes: DR_INVALID_ARGUMENT with a message naming the field.
-  const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, 4);
+  const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, 4, 32);
   const float* pq = prefix.q.data();
   const float* pk = prefix.k.data();
   const dr_selection& sel = selections[0];
   for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{5}}) {
     error[0] = '\0';
-    EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, pk, blocks, &sel, 0, nullptr, error,
+    EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, pk, blocks, 32, &sel, 0, nullptr, error,
                                       sizeof error),
               DR_INVALID_ARGUMENT)
         << "pooled_blocks " << blocks;
     EXPECT_TRUE(dr_test::names_word(error, "pooled_blocks")) << error;
   }
   error[0] = '\0';
-  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, nullptr, pk, 2, &sel, 0, nullptr, error, sizeof error),
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, nullptr, pk, 2, 32, &sel, 0, nullptr, error, sizeof error),
             DR_INVALID_ARGUMENT);
   EXPECT_TRUE(dr_test::names_word(error, "pooled_q")) << error;
   error[0] = '\0';
-  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, nullptr, 2, &sel, 0, nullptr, error, sizeof error),
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, nullptr, 2, 32, &sel, 0, nullptr, error, sizeof error),
             DR_INVALID_ARGUMENT);
   EXPECT_TRUE(dr_test::names_word(error, "pooled_k")) << error;
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_select_pooled(e.handle, &cq, &ck, pq, pk, 2, 64, &sel, 0, nullptr, error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_TRUE(dr_test::names_word(error, "pool_block")) << error;
 }
 
 // The intended pipeline: dr_norm_rotary pools Q and K with the geometry's blocks as it writes them,
@@ -445,14 +464,14 @@ TEST(CApi, NormRotaryPooledMeansFeedSelectPooled) {
     ASSERT_EQ(dr_norm_rotary(&ck, &ckr, &o, cos.data(), sin.data(), 0, nullptr, error, sizeof error), DR_OK) << error;
     ASSERT_EQ(dr_engine_select(e.handle, &cqr, &ckr, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
     const CsrLayout want = layout_of(e.handle, 0);
-    ASSERT_EQ(dr_engine_select_pooled(e.handle, &cqr, &ckr, pq.data(), pk.data(), blocks, &sel, 1, nullptr, error,
+    ASSERT_EQ(dr_engine_select_pooled(e.handle, &cqr, &ckr, pq.data(), pk.data(), blocks, 32, &sel, 1, nullptr, error,
                                       sizeof error),
               DR_OK)
         << error;
     expect_same_layout(layout_of(e.handle, 1), want);
     // The rotary's means are pool_blocks()' of its outputs.
     const dr::PooledBlocks pooled = dr::pool_blocks(qr.view(), kr.view(), options_geometry(2));
-    const dr_test::PrefixArrays means = dr_test::prefix_of(pooled, blocks);
+    const dr_test::PrefixArrays means = dr_test::prefix_of(pooled, blocks, 32);
     EXPECT_EQ(std::memcmp(pq.data(), means.q.data(), pq.size() * sizeof(float)), 0);
     EXPECT_EQ(std::memcmp(pk.data(), means.k.data(), pk.size() * sizeof(float)), 0);
   }

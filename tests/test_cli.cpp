@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -189,6 +190,111 @@ TEST_F(Cli, UnwritablePictureIsARuntimeError) {
   const Result r = run(std::string("mask ") + kTiny + " --png no/such/dir/m.png");
   EXPECT_EQ(r.code, 1);
   expect_mentions(r.err, {"dynamicrad: error:", "no/such/dir/m.png"});
+}
+
+
+std::size_t occurrences(const std::string& text, const std::string& part) {
+  std::size_t n = 0;
+  for (std::size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++n;
+  return n;
+}
+
+TEST_F(Cli, OutputsFollowLinksAndWriteOpenFilesInPlace) {
+  // A picture through a symbolic link: the target is written, the link stays.
+  fs::create_symlink("real.png", dir_ / "link.png");
+  Result r = run(std::string("mask ") + kTiny + " --png link.png");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir_ / "link.png")));
+  EXPECT_EQ(read_text(dir_ / "real.png").substr(1, 3), "PNG");
+  // A link to the command's own stdout (as /dev/stdout is): the JSON continues stdout.
+  fs::create_symlink("/proc/self/fd/1", dir_ / "out");
+  r = run("lut --out out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, lut_to_json(default_lut()) + "wrote 6 rows to out\n");
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir_ / "out")));
+}
+
+TEST_F(Cli, AnUnwritablePictureFailsBeforeTheMaskIsBuilt) {
+  // Large enough (283 MB of Q/K/V) that the command announces the synthetic data before making it.
+  const Result r = run("mask --frames 4 --height 48 --width 48 --heads 40 --head-dim 128 --block 128 "
+                       "--png no/such/dir/m.png");
+  EXPECT_EQ(r.code, 1);
+  expect_mentions(r.err, {"dynamicrad: error:", "no/such/dir/m.png"});
+  EXPECT_EQ(r.err.find("making synthetic"), std::string::npos) << r.err;
+  const Result folder = run(std::string("mask ") + kTiny + " --png .");
+  EXPECT_EQ(folder.code, 1);
+  expect_mentions(folder.err, {"is a directory"});
+}
+
+TEST_F(Cli, AMissingLutRowNamesTheFileAndLutListsMissingRows) {
+  Lut lut = default_lut();
+  lut.entries.erase(std::remove_if(lut.entries.begin(), lut.entries.end(),
+                                   [](const LutEntry& e) { return e.regime == MotionRegime::high; }),
+                    lut.entries.end());
+  save_lut(lut, (dir_ / "missingrow.json").string());
+  Result r = run(std::string("attend ") + kTiny + " --lut missingrow.json --regime high");
+  EXPECT_EQ(r.code, 1);
+  expect_mentions(r.err, {"missingrow.json: no row for regime high and mode dynamic-threshold"});
+  // Checking the file: valid, so exit 0, with the missing rows on stderr.
+  r = run("lut --lut missingrow.json");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, lut_to_json(lut));
+  expect_mentions(r.err, {"warning", "missingrow.json", "high / static-ratio",
+                          "high / dynamic-threshold (the regime's default mode)"});
+  EXPECT_EQ(occurrences(r.err, "no row for"), 2u) << r.err;
+  r = run("lut");  // the built-in table has every row
+  EXPECT_TRUE(r.err.empty()) << r.err;
+}
+
+TEST_F(Cli, RangeErrorsGiveEachFlagsOwnRangeInOneFormat) {
+  struct Case {
+    const char* args;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"attend --r-near nan", "--r-near = nan: allowed range [0, 1]"},
+      {"attend --r-near abc", "--r-near = 'abc': expected a number, allowed range [0, 1]"},
+      {"attend --gamma nan", "--gamma = nan: allowed range (0, 16]"},
+      {"attend --lambda inf", "--lambda = inf: allowed range [0.0625, 16]"},
+      {"attend --head-dim 0", "--head-dim = 0: allowed range [1, 512]"},
+      {"attend --head-dim 100000", "--head-dim = 100000: allowed range [1, 512]"},
+      {"attend --frames 0", "--frames = 0: allowed range [1, 2147483647]; frames * height * width + "
+                            "text_tokens must be < 2^31"},
+      {"attend --frames 2147483647 --height 2 --width 1",
+       "--frames, --height, --width, --text-tokens: frames * height * width + text_tokens = "
+       "4294967294: must be < 2^31"},
+  };
+  for (const Case& c : cases) {
+    const Result r = run(c.args);
+    EXPECT_EQ(r.code, 2) << c.args;
+    expect_mentions(r.err, {c.expected});
+    EXPECT_EQ(r.err.find("e+308"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("2147483648"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Cli, ALutPathThatIsADirectoryIsNamedAsOne) {
+  fs::create_directories(dir_ / "tables");
+  for (const char* args : {"lut --lut tables", "mask --lut tables"}) {
+    const Result r = run(args);
+    EXPECT_EQ(r.code, 1) << args;
+    expect_mentions(r.err, {"tables: is a directory"});
+    EXPECT_EQ(r.err.find("malformed"), std::string::npos) << r.err;
+  }
+}
+
+TEST_F(Cli, APositionalArgumentPointsToHelpOnce) {
+  const Result r = run("attend positional");
+  EXPECT_EQ(r.code, 2);
+  expect_mentions(r.err, {"unexpected argument 'positional'", "(see dynamicrad attend --help)"});
+  EXPECT_EQ(occurrences(r.err, "--help"), 1u) << r.err;
+}
+
+TEST_F(Cli, AnUnknownTopLevelOptionIsCalledAnOption) {
+  const Result r = run("--verbose");
+  EXPECT_EQ(r.code, 2);
+  expect_mentions(r.err, {"unknown option '--verbose'", "--help, --version"});
+  EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
 }
 
 }  // namespace

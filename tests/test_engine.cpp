@@ -770,7 +770,7 @@ TEST(Engine, SelectWithPoolingsOwnPrefixGivesTheSameLayout) {
           const std::string what = describe(g) + " " + mode_name(sel) + " " + dr::to_string(dtype) + " batch " +
                                    std::to_string(batch) + " prefix blocks " + std::to_string(P);
           SCOPED_TRACE(what);
-          const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, P);
+          const dr_test::PrefixArrays prefix = dr_test::prefix_of(pooled, P, g.block_size);
           const int slot = keep ? 1 : 0;
           engine->select(x.q.view(), x.k.view(), sel, slot, nullptr, prefix.view());
           expect_same_layout(engine->layout(slot), want, what);
@@ -804,11 +804,11 @@ TEST(Engine, SelectUsesThePrefixMeans) {
     ASSERT_FALSE(same_layout(layout_x, layout_y)) << "x and y should select different layouts for this test to mean much";
     const dr::PooledBlocks pooled_y = pooled_of(*engine, y);
 
-    const dr_test::PrefixArrays all = dr_test::prefix_of(pooled_y, blocks);
+    const dr_test::PrefixArrays all = dr_test::prefix_of(pooled_y, blocks, g.block_size);
     engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, all.view());
     expect_same_layout(engine->layout(0), layout_y, "x with y's means of every block");
 
-    const dr_test::PrefixArrays part = dr_test::prefix_of(pooled_y, blocks / 2);
+    const dr_test::PrefixArrays part = dr_test::prefix_of(pooled_y, blocks / 2, g.block_size);
     engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, part.view());
     const dr::BlockLayout mixed = engine->layout(0);
     expect_same_layout(mixed, dr::select_blocks(engine->prior(), pooled_of(*engine, x, part.view()), sel),
@@ -830,18 +830,21 @@ TEST(Engine, PooledPrefixErrorsNameTheField) {
   const dr::BlockLayout layout = engine->layout(0);
   const dr::KeptBlocks kept = engine->kept(0);
   const dr::PooledBlocks pooled = pooled_of(*engine, x);
-  const dr_test::PrefixArrays all = dr_test::prefix_of(pooled, blocks);
+  const dr_test::PrefixArrays all = dr_test::prefix_of(pooled, blocks, g.block_size);
   for (const std::int64_t bad : {std::int64_t{-1}, blocks + 1, std::int64_t{1000}}) {
     SCOPED_TRACE(bad);
     EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr,
-                                   dr::PooledPrefix{all.q.data(), all.k.data(), bad}),
+                                   dr::PooledPrefix{all.q.data(), all.k.data(), bad, g.block_size}),
                     "pooled_blocks");
   }
-  const dr_test::PrefixArrays two = dr_test::prefix_of(pooled, 2);
-  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{nullptr, two.k.data(), 2}),
+  const dr_test::PrefixArrays two = dr_test::prefix_of(pooled, 2, g.block_size);
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{nullptr, two.k.data(), 2, g.block_size}),
                   "pooled_q");
-  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{two.q.data(), nullptr, 2}),
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, dr::PooledPrefix{two.q.data(), nullptr, 2, g.block_size}),
                   "pooled_k");
+  EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr,
+                                 dr::PooledPrefix{two.q.data(), two.k.data(), 2, g.block_size * 2}),
+                  "pool_block");
   dr_test::PrefixArrays broken = two;
   broken.k[broken.k.size() / 2] = kNaN;
   EXPECT_DR_FIELD(engine->select(x.q.view(), x.k.view(), sel, 0, nullptr, broken.view()), "pooled_k");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -10,9 +11,11 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
+#include "fifo_support.h"
 
 namespace dynamicrad {
 namespace {
@@ -377,6 +380,100 @@ TEST(LutErrors, SaveIntoMissingDirectoryThrowsAndLeavesNothing) {
   }
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);
+}
+
+
+// A folder's entries other than `except`: a writer's leftover temporaries show up here.
+std::vector<std::string> entries_except(const fs::path& dir, const std::vector<std::string>& except) {
+  std::vector<std::string> names;
+  for (const fs::directory_entry& e : fs::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    if (std::find(except.begin(), except.end(), name) == except.end()) names.push_back(name);
+  }
+  return names;
+}
+
+TEST(LutSave, ASymbolicLinkIsFollowedAndStaysALink) {
+  const fs::path dir = scratch_dir("symlink");
+  { std::ofstream(dir / "real.json") << "old"; }
+  fs::create_symlink("real.json", dir / "link.json");  // relative, as `ln -s` makes it
+  save_lut(default_lut(), (dir / "link.json").string());
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir / "link.json")));
+  EXPECT_EQ(read_text(dir / "real.json"), lut_to_json(default_lut()));
+  // A dangling link: its target is created.
+  fs::create_symlink("new.json", dir / "dangling.json");
+  save_lut(default_lut(), (dir / "dangling.json").string());
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir / "dangling.json")));
+  EXPECT_EQ(read_text(dir / "new.json"), lut_to_json(default_lut()));
+  EXPECT_TRUE(entries_except(dir, {"real.json", "link.json", "new.json", "dangling.json"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST(LutSave, AFifoIsWrittenInPlaceAndStaysAFifo) {
+  const fs::path dir = scratch_dir("fifo");
+  const fs::path fifo = dir / "pipe.json";
+  const std::string got =
+      testing::read_fifo_while(fifo, [&] { save_lut(default_lut(), fifo.string()); });
+  EXPECT_EQ(got, lut_to_json(default_lut()));
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_TRUE(entries_except(dir, {"pipe.json"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST(LutSave, AFileNamedLikeTheOldTemporaryIsLeftAlone) {
+  const fs::path dir = scratch_dir("tmpname");
+  { std::ofstream(dir / "notes.json.tmp") << "my notes"; }
+  save_lut(default_lut(), (dir / "notes.json").string());
+  EXPECT_EQ(read_text(dir / "notes.json.tmp"), "my notes");
+  EXPECT_EQ(read_text(dir / "notes.json"), lut_to_json(default_lut()));
+  EXPECT_TRUE(entries_except(dir, {"notes.json", "notes.json.tmp"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST(LutSave, FailuresNameThePathAndLeaveNoTemporary) {
+  const fs::path dir = scratch_dir("failures");
+  const fs::path missing = dir / "missing" / "table.json";
+  try {
+    save_lut(default_lut(), missing.string());
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), missing.string());
+    EXPECT_EQ(std::string(e.what()).find(".tmp"), std::string::npos) << e.what();
+  }
+  // A directory as the target: nothing is written beside it.
+  fs::create_directories(dir / "folder.json");
+  try {
+    save_lut(default_lut(), (dir / "folder.json").string());
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    expect_mentions(e.what(), {"folder.json", "directory"});
+  }
+  EXPECT_TRUE(fs::is_directory(dir / "folder.json"));
+  EXPECT_TRUE(entries_except(dir, {"folder.json"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST(LutErrors, ADirectoryIsNotReadAsJson) {
+  const fs::path dir = scratch_dir("dirlut");
+  try {
+    load_lut(dir.string());
+    FAIL() << "no throw";
+  } catch (const Error& e) {
+    expect_mentions(e.what(), {dir.string().c_str(), "is a directory"});
+    EXPECT_EQ(std::string(e.what()).find("malformed"), std::string::npos) << e.what();
+  }
+  fs::remove_all(dir);
+}
+
+TEST(LutErrors, AWrongTypeSaysWhatIsExpectedOnceWithTheRange) {
+  Json json = default_json();
+  json["rows"][0]["prior"]["gamma"] = "1";
+  EXPECT_EQ(parse_error(json.dump()),
+            "lut.json: rows[0].prior.gamma: expected a number, got a string; allowed range (0, 16]");
+  json = default_json();
+  json["rows"][0]["selection"].erase("r_near");
+  EXPECT_EQ(parse_error(json.dump()),
+            "lut.json: rows[0].selection.r_near: missing; expected a number, allowed range [0, 1]");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "dynamicrad/layout.h"
 #include "dynamicrad/picture.h"
 #include "dynamicrad/prior.h"
+#include "fifo_support.h"
 
 namespace dynamicrad {
 namespace {
@@ -278,6 +280,28 @@ TEST(PictureErrors, UnwritablePathLeavesNoFile) {
   }
   EXPECT_TRUE(fs::is_directory(dir / "target.png"));
   EXPECT_FALSE(fs::exists(dir / "target.png.tmp"));
+  fs::remove_all(dir);
+}
+
+
+TEST(PictureFiles, ASymbolicLinkIsFollowedAndAFifoWrittenInPlace) {
+  const RadialPrior prior = build_radial_prior(small_geometry(), RadialPriorParams{});
+  const BlockLayout layout = layout_from_prior(prior, 1, 1);
+  MaskPictureOptions options;
+  options.cell_pixels = 2;
+  const fs::path dir = scratch_dir("links");
+  fs::create_symlink("real.png", dir / "link.png");
+  write_mask_png((dir / "link.png").string(), prior, layout, options);
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir / "link.png")));
+  EXPECT_EQ(read_png(dir / "real.png").width, prior.blocks * 2);
+
+  const fs::path fifo = dir / "pipe.png";
+  const std::string bytes = testing::read_fifo_while(
+      fifo, [&] { write_mask_png(fifo.string(), prior, layout, options); });
+  EXPECT_EQ(bytes.substr(0, 4), "\x89PNG");
+  EXPECT_TRUE(fs::is_fifo(fifo));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}), 3)
+      << "link.png, real.png, pipe.png and nothing else";
   fs::remove_all(dir);
 }
 

@@ -534,3 +534,13 @@ TEST(RadialPrior, ThreadCountDoesNotChangeTheResult) {
   }
   EXPECT_THROW(dr::build_radial_prior(g, p, -1), dr::Error);
 }
+
+TEST(RadialPriorParams, OutOfRangeValuesAreShownAsGiven) {
+  // Six-decimal printing showed 16.000000000000004 as "16.000000", a value inside the range.
+  dr::RadialPriorParams p;
+  p.gamma = 16.000000000000004;
+  EXPECT_EQ(dr_test::error_message([&] { dr::validate(p); }), "prior.gamma: 16.000000000000004: allowed range (0, 16]");
+  p = dr::RadialPriorParams{};
+  p.theta_m = -1e-300;
+  EXPECT_EQ(dr_test::error_message([&] { dr::validate(p); }), "prior.theta_m: -1e-300: allowed range [0, 1)");
+}

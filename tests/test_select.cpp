@@ -715,7 +715,7 @@ TEST(Select, PoolBlocksWithPoolingsOwnPrefixIsPoolBlocks) {
     counts.erase(std::unique(counts.begin(), counts.end()), counts.end());
     for (const std::int64_t P : counts) {
       const std::string what = describe(g) + " " + dr::to_string(dtype) + " prefix blocks " + std::to_string(P);
-      const dr_test::PrefixArrays arrays = dr_test::prefix_of(full, P);
+      const dr_test::PrefixArrays arrays = dr_test::prefix_of(full, P, g.block_size);
       expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, arrays.view()), full, what);
     }
     // No prefix: null pointers are allowed with zero blocks.
@@ -732,7 +732,7 @@ TEST(Select, PoolBlocksAdoptsThePrefixValues) {
   const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
 
   // Two means of a 2-block prefix changed: exactly those two change in the result.
-  dr_test::PrefixArrays arrays = dr_test::prefix_of(full, 2);
+  dr_test::PrefixArrays arrays = dr_test::prefix_of(full, 2, g.block_size);
   arrays.q[prefix_index(full, 2, 1, 2, 0, 3)] = 1234.5f;
   arrays.k[prefix_index(full, 2, 0, 1, 1, 0)] = -77.25f;
   dr::PooledBlocks want = full;
@@ -743,11 +743,11 @@ TEST(Select, PoolBlocksAdoptsThePrefixValues) {
   // A prefix of every block from other tensors: the result is their pooling; q and k are not pooled.
   const dr::HostTensor q2 = dr_test::random_tensor(rng, shape, 3.0), k2 = dr_test::random_tensor(rng, shape, 0.5);
   const dr::PooledBlocks other = dr::pool_blocks(q2.view(), k2.view(), g);
-  const dr_test::PrefixArrays all = dr_test::prefix_of(other, 3);
+  const dr_test::PrefixArrays all = dr_test::prefix_of(other, 3, g.block_size);
   expect_same_pooled(dr::pool_blocks(q.view(), k.view(), g, all.view()), other, "whole prefix of other tensors");
 
   // Other tensors' first block, then q and k's own blocks 1 and 2.
-  const dr_test::PrefixArrays first = dr_test::prefix_of(other, 1);
+  const dr_test::PrefixArrays first = dr_test::prefix_of(other, 1, g.block_size);
   dr::PooledBlocks mixed = full;
   for (std::int64_t b = 0; b < 2; ++b)
     for (std::int64_t h = 0; h < 3; ++h)
@@ -770,17 +770,24 @@ TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
   dr_test::Rng rng(63);
   const dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
   const dr::PooledBlocks full = dr::pool_blocks(q.view(), k.view(), g);
-  const dr_test::PrefixArrays all = dr_test::prefix_of(full, 3);
+  const dr_test::PrefixArrays all = dr_test::prefix_of(full, 3, g.block_size);
   EXPECT_NO_THROW(dr::pool_blocks(q.view(), k.view(), g, all.view()));
   for (const std::int64_t blocks : {std::int64_t{-1}, std::int64_t{4}, std::int64_t{100}}) {
     SCOPED_TRACE(blocks);
-    EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{all.q.data(), all.k.data(), blocks}),
+    EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{all.q.data(), all.k.data(), blocks, 32}),
                     "pooled_blocks");
   }
-  const dr_test::PrefixArrays two = dr_test::prefix_of(full, 2);
-  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, two.k.data(), 2}), "pooled_q");
-  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{two.q.data(), nullptr, 2}), "pooled_k");
-  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, nullptr, 1}), "pooled_q");
+  const dr_test::PrefixArrays two = dr_test::prefix_of(full, 2, g.block_size);
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, two.k.data(), 2, 32}), "pooled_q");
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{two.q.data(), nullptr, 2, 32}), "pooled_k");
+  EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, nullptr, 1, 32}), "pooled_q");
+  // Means over other blocks than the geometry's (or an unstated size) would be read as its blocks.
+  for (const int block : {0, 16, 64}) {
+    SCOPED_TRACE(block);
+    EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{two.q.data(), two.k.data(), 2, block}),
+                    "pool_block");
+  }
+  EXPECT_NO_THROW(dr::pool_blocks(q.view(), k.view(), g, dr::PooledPrefix{nullptr, nullptr, 0, 16}));
   const float nan = std::numeric_limits<float>::quiet_NaN();
   const float inf = std::numeric_limits<float>::infinity();
   for (const float bad : {nan, inf, -inf}) {
@@ -794,4 +801,14 @@ TEST(Select, PoolBlocksPrefixErrorsNameTheField) {
       EXPECT_DR_FIELD(dr::pool_blocks(q.view(), k.view(), g, broken.view()), "pooled_q");
     }
   }
+}
+
+TEST(SelectionParams, OutOfRangeValuesAreShownAsGiven) {
+  // Six-decimal printing showed 1.0000001 as "1.000000" and -1e-300 as "-0.000000".
+  dr::SelectionParams p;
+  p.r_near = 1.0000001;
+  EXPECT_EQ(dr_test::error_message([&] { dr::validate(p); }), "selection.r_near: 1.0000001: allowed range [0, 1]");
+  p = dr::SelectionParams{};
+  p.tau_far = -1e-300;
+  EXPECT_EQ(dr_test::error_message([&] { dr::validate(p); }), "selection.tau_far: -1e-300: allowed range [0, 1]");
 }

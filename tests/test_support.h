@@ -66,6 +66,17 @@ inline std::string join(const std::vector<std::string>& words) {
   return s;
 }
 
+// The message of the dynamicrad::Error that `call` throws, or "(no error)".
+template <class Call>
+std::string error_message(Call&& call) {
+  try {
+    call();
+  } catch (const dynamicrad::Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace dr_test
 
 // Expects `statement` to throw dynamicrad::Error whose message names one of the given words (as a

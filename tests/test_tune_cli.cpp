@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "dynamicrad/device.h"
 #include "dynamicrad/lut.h"
 #include "dynamicrad/tune.h"
 
@@ -148,6 +149,49 @@ TEST_F(TuneCli, BadBoundsRegimesAndModesAreUsageErrors) {
   r = run("tune --plot missing.csv");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("missing.csv"), std::string::npos) << r.err;
+}
+
+
+TEST_F(TuneCli, TrialsCsvFollowsALinkAndLeavesAnOldTemporaryAlone) {
+  fs::create_symlink("real.csv", dir_ / "trials.csv");
+  { std::ofstream(dir_ / "trials.csv.tmp") << "mine"; }
+  write_trials_csv((dir_ / "trials.csv").string(), {});
+  EXPECT_TRUE(fs::is_symlink(fs::symlink_status(dir_ / "trials.csv")));
+  EXPECT_EQ(read_text(dir_ / "real.csv").rfind("cell,regime,mode", 0), 0u);
+  EXPECT_EQ(read_text(dir_ / "trials.csv.tmp"), "mine");
+}
+
+TEST_F(TuneCli, CudaInABuildWithoutItIsAUsageErrorBeforeAnyWork) {
+  if (built_with_cuda()) GTEST_SKIP() << "this build has CUDA";
+  const Result r = run(std::string("tune ") + kTinyFlags + " --device cuda --out-dir out");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("without CUDA"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("building the proxy scene"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir_ / "out"));
+}
+
+TEST_F(TuneCli, TargetSparsityIsComparedAsANumber) {
+  for (const char* value : {"0.8", "0.80", "0.900", "8.5e-1"}) {
+    const Result r = run(std::string("tune --space --target-sparsity ") + value);
+    EXPECT_EQ(r.code, 0) << value << ": " << r.err;
+  }
+  const Result r = run("tune --space --target-sparsity 0.81");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("0.80, 0.85, 0.90"), std::string::npos) << r.err;
+}
+
+TEST_F(TuneCli, UnwritableOutputsFailBeforeTheTuning) {
+  fs::create_directories(dir_ / "out" / "trials.csv");  // a folder where the CSV goes
+  Result r = run(std::string("tune ") + kTinyFlags +
+                 " --trials 2 --initial 1 --random-baseline 0 --regimes low --modes static-ratio --out-dir out");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("trials.csv"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("building the proxy scene"), std::string::npos) << r.err;
+  // --plot checks its picture before reading the CSVs.
+  r = run("tune --plot missing.csv --png no/such/dir/mean.png");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("no/such/dir/mean.png"), std::string::npos) << r.err;
 }
 
 }  // namespace

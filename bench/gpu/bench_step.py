@@ -217,11 +217,11 @@ def selection_overhead(state, layers: int, device: str, fused_pooling: bool = Fa
             for name, fn in (("plain", plain), ("fused", fused)):
                 rounds[name].append(gpu_seconds(fn, 4))
         added = max(0.0, statistics.median(rounds["fused"]) - statistics.median(rounds["plain"])) * layers
-    engine.select(q, k, selection, slot, pooled=pooled)
+    engine.select(q, k, selection, slot, pooled=pooled, pool_block=g.block_size)
     synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
-        engine.select(q, k, selection, slot, pooled=pooled)
+        engine.select(q, k, selection, slot, pooled=pooled, pool_block=g.block_size)
     synchronize()
     return (time.perf_counter() - start) / repeats * layers, added
 

@@ -76,11 +76,13 @@ int dr_engine_select(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, 
 
 /* dr_engine_select with the block means of the first pooled_blocks blocks already computed (the
  * pooled output of dr_norm_rotary): pooled_q, pooled_k float [batch, heads, pooled_blocks, head_dim]
- * in the engine's device memory; pooled_blocks in [0, blocks]. The layout equals dr_engine_select's
- * when the means are the pooling of q and k. */
+ * in the engine's device memory; pooled_blocks in [0, blocks]; pool_block: the tokens each mean was
+ * taken over, which must be the geometry's block_size (when pooled_blocks > 0). The layout equals
+ * dr_engine_select's when the means are the pooling of q and k. */
 int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const float* pooled_q,
-                            const float* pooled_k, int64_t pooled_blocks, const dr_selection* selection,
-                            int32_t slot, void* stream, char* error, size_t error_size);
+                            const float* pooled_k, int64_t pooled_blocks, int32_t pool_block,
+                            const dr_selection* selection, int32_t slot, void* stream, char* error,
+                            size_t error_size);
 
 /* Attention over the layout of `slot`; lse: float [batch, heads, tokens] or NULL. */
 int dr_engine_attend(const dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const dr_tensor* v,

@@ -66,16 +66,19 @@ PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const Video
 // output, which pools Q and K in the same pass that writes them): q, k float [batch, heads, blocks,
 // head_dim], contiguous, in the memory of the device that selects. They must be what pooling q and
 // k would give (pool_blocks' arithmetic); selection then pools only blocks [blocks, all blocks).
-// blocks = 0: nothing computed before (q, k may be null).
+// blocks = 0: nothing computed before (q, k may be null). block_size: the tokens each mean was taken
+// over, which must be the geometry's block size (means of other blocks would be read as these).
 struct PooledPrefix {
   const float* q = nullptr;
   const float* k = nullptr;
   std::int64_t blocks = 0;
+  int block_size = 0;
 };
 
-// Throws Error("pooled_blocks") unless 0 <= prefix.blocks <= blocks, Error("pooled_q" / "pooled_k")
-// for a null pointer when prefix.blocks > 0 (the values are checked where they are read).
-void validate(const PooledPrefix& prefix, std::int64_t blocks);
+// Throws Error("pooled_blocks") unless 0 <= prefix.blocks <= blocks, and when prefix.blocks > 0,
+// Error("pool_block") unless prefix.block_size == block_size, Error("pooled_q" / "pooled_k") for a
+// null pointer (the values are checked where they are read).
+void validate(const PooledPrefix& prefix, std::int64_t blocks, int block_size);
 
 // pool_blocks() with the first prefix.blocks blocks copied from `prefix` (host memory). Throws Error
 // naming "pooled_blocks" when prefix.blocks is outside [0, blocks of the geometry], "pooled_q" /

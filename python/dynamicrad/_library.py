@@ -99,7 +99,7 @@ def library() -> ctypes.CDLL:
         "dr_engine_describe": ([vp, ctypes.c_char_p, ctypes.c_size_t, sizep] + c_err, ctypes.c_int),
         "dr_engine_select": ([vp, tp, tp, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int),
         "dr_engine_select_pooled": (
-            [vp, tp, tp, vp, vp, ctypes.c_int64, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int
+            [vp, tp, tp, vp, vp, ctypes.c_int64, i32, ctypes.POINTER(Selection), i32, vp] + c_err, ctypes.c_int
         ),
         "dr_engine_attend": ([vp, tp, tp, tp, tp, vp, i32, vp] + c_err, ctypes.c_int),
         "dr_engine_attend_dense": ([vp, tp, tp, tp, tp, vp, vp] + c_err, ctypes.c_int),
@@ -119,6 +119,18 @@ def library() -> ctypes.CDLL:
         fn.argtypes = args
         fn.restype = result
     return lib
+
+
+def c_int(value, name: str, bits: int = 32) -> int:
+    """``value`` for a C argument of ``bits`` bits: TypeError unless an integer, ValueError naming
+    ``name`` when it does not fit (ctypes would wrap it around silently; the library checks the
+    allowed range of the values that fit)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} = {value!r}: must be an integer")
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    if not low <= value <= high:
+        raise ValueError(f"{name} = {value}: outside the range of a {bits}-bit integer [{low}, {high}]")
+    return value
 
 
 def error_buffer() -> ctypes.Array:
@@ -152,8 +164,11 @@ def call_text(fn, *args) -> str:
 
 
 def version() -> str:
+    """The C library's version (``dynamicrad --version`` prints the same)."""
     return library().dr_version().decode()
 
 
 def built_with_cuda() -> bool:
+    """Whether the loaded C library has the CUDA engine (nvcc was found when it was built); without it,
+    CUDA tensors raise a clear error."""
     return bool(library().dr_built_with_cuda())

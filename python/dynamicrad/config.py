@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Optional
 
 import torch
@@ -15,13 +19,19 @@ DENSE_BACKENDS = ("auto", "stock", "dynamicrad")
 # Element types and block sizes the CUDA engine's kernels take (what "auto" needs to pick them).
 _ENGINE_CUDA_DTYPES = (torch.bfloat16, torch.float16)
 _ENGINE_CUDA_BLOCKS = (64, 128)
-_PRIOR_KEYS = ("gamma", "lambda", "theta_m", "theta_c", "dense_adjacent", "first_frame_sink")
+_PRIOR_NUMBERS = ("gamma", "lambda", "theta_m", "theta_c")
+_PRIOR_FLAGS = ("dense_adjacent", "first_frame_sink")
+_PRIOR_KEYS = _PRIOR_NUMBERS + _PRIOR_FLAGS
+# The selection fields each mode reads (select.h).
+SELECTION_KEYS_OF_MODE = {"static-ratio": ("r_near", "r_far"), "dynamic-threshold": ("tau_near", "tau_far")}
 _SELECTION_KEYS = ("r_near", "r_far", "tau_near", "tau_far")
+_MAX_THREADS = 2**31 - 1  # a C int
 
 
-@dataclass
+@dataclass(frozen=True)
 class DynamicRadConfig:
-    """Options of a DynamicRad-enabled pipeline.
+    """Options of a DynamicRad-enabled pipeline. Immutable once made (``dataclasses.replace`` makes a
+    changed copy): an enabled pipeline's processors and state read the same options for its life.
 
     regime:            motion regime, picks the LUT row: "low", "mid" or "high" (the router will
                        choose it from the prompt later).
@@ -53,7 +63,9 @@ class DynamicRadConfig:
                        undone at exit, rotary embeddings permuted to match).
     block_size:        attention block (128: Hopper kernel; 64: portable kernel; CPU: 32/64/128).
     prior, selection:  overrides of LUT fields, e.g. ``prior={"gamma": 2.0}``,
-                       ``selection={"r_near": 0.3}``.
+                       ``selection={"r_near": 0.3}`` (kept as read-only copies). Selection fields
+                       belong to one mode: r_near / r_far to static-ratio, tau_near / tau_far to
+                       dynamic-threshold; ``enable()`` refuses those of the other mode.
     threads:           CPU engine threads (0: all).
     fused_rotary:      apply the rotary embedding in one pass (Wan: the same bits as the stock
                        processor's ten elementwise passes); False runs the stock arithmetic.
@@ -92,6 +104,9 @@ class DynamicRadConfig:
 
     def __post_init__(self):
         self.validate()
+        # read-only copies: the caller's dicts may change later, the config may not
+        for name in ("prior", "selection"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     def validate(self) -> None:
         """Raises ValueError naming the field and its allowed values."""
@@ -99,10 +114,16 @@ class DynamicRadConfig:
             raise ValueError(f"regime = {self.regime!r}: allowed values are {', '.join(REGIMES)}")
         if self.mode is not None and self.mode not in MODES:
             raise ValueError(f"mode = {self.mode!r}: allowed values are {', '.join(MODES)}, or None")
+        if self.lut is not None and not isinstance(self.lut, (str, os.PathLike)):
+            raise TypeError(f"lut = {self.lut!r}: must be a path (str or os.PathLike) to a LUT JSON file, or None")
+        if self.lut_geometry is not None and not isinstance(self.lut_geometry, str):
+            raise TypeError(f"lut_geometry = {self.lut_geometry!r}: must be a preset name (str) or None")
         for name in ("warmup_steps", "dense_layers", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{name} = {value!r}: must be an integer >= 0")
+        if self.threads > _MAX_THREADS:
+            raise ValueError(f"threads = {self.threads}: allowed range [0, {_MAX_THREADS}] (0: all cores)")
         if not isinstance(self.refresh_interval, int) or isinstance(self.refresh_interval, bool) or self.refresh_interval < 1:
             raise ValueError(f"refresh_interval = {self.refresh_interval!r}: must be an integer >= 1")
         for name in ("keep_layouts", "fused_rotary", "fused_norm", "fused_pooling"):
@@ -127,11 +148,20 @@ class DynamicRadConfig:
             raise ValueError(f"block_size = {self.block_size!r}: allowed values are 32, 64, 128")
         for name, keys in (("prior", _PRIOR_KEYS), ("selection", _SELECTION_KEYS)):
             overrides = getattr(self, name)
-            if not isinstance(overrides, dict):
+            if not isinstance(overrides, Mapping):
                 raise ValueError(f"{name}: must be a dict of overrides, got {type(overrides).__name__}")
-            for key in overrides:
+            for key, value in overrides.items():
                 if key not in keys:
                     raise ValueError(f"{name}.{key}: unknown field; allowed: {', '.join(keys)}")
+                if key in _PRIOR_FLAGS and name == "prior":
+                    if not isinstance(value, bool):
+                        raise TypeError(f"{name}.{key} = {value!r}: must be True or False")
+                elif isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise TypeError(f"{name}.{key} = {value!r}: must be a number")
+                elif not math.isfinite(value):
+                    raise ValueError(f"{name}.{key} = {value!r}: must be finite")
+        if self.mode is not None:
+            check_selection_mode(self.selection, self.mode, "the mode option")
 
     def dense_backend_for(self, device_type: str, dtype: torch.dtype) -> str:
         """The backend ("stock" or "dynamicrad") of a dense layer or warm-up step whose Q, K, V are on
@@ -143,3 +173,15 @@ class DynamicRadConfig:
                 and self.dense_padding == "drop"):
             return "dynamicrad"
         return "stock"
+
+
+def check_selection_mode(selection: Mapping, mode: str, source: str) -> None:
+    """ValueError for a selection override that ``mode`` does not read (it would be ignored);
+    ``source`` says where the mode came from."""
+    for key in selection:
+        if key not in SELECTION_KEYS_OF_MODE[mode]:
+            other = next(m for m, keys in SELECTION_KEYS_OF_MODE.items() if key in keys)
+            raise ValueError(
+                f"selection.{key}: applies to mode {other} only, but the mode is {mode} ({source}); "
+                f"pass mode={other!r} to use it"
+            )

@@ -209,7 +209,7 @@ class Engine:
         kept, total = ctypes.c_int64(), ctypes.c_int64()
         error = _lib.error_buffer()
         status = _lib.library().dr_engine_kept(
-            self._handle, slot, ctypes.byref(kept), ctypes.byref(total), error, len(error)
+            self._handle, _lib.c_int(slot, "slot"), ctypes.byref(kept), ctypes.byref(total), error, len(error)
         )
         _lib.check(status, error, "kept")
         return kept.value, total.value
@@ -219,6 +219,7 @@ class Engine:
         lib = _lib.library()
         rows, entries = ctypes.c_int64(), ctypes.c_int64()
         error = _lib.error_buffer()
+        slot = _lib.c_int(slot, "slot")
         status = lib.dr_engine_layout(self._handle, slot, ctypes.byref(rows), ctypes.byref(entries), None, None, error, len(error))
         _lib.check(status, error, "layout")
         offsets = torch.empty(rows.value + 1, dtype=torch.int64)
@@ -234,18 +235,21 @@ class Engine:
         """A picture of one head's layout over the radial prior (forced blocks dark, kept candidates
         blue, dropped candidates grey, frame boundaries as thin lines)."""
         error = _lib.error_buffer()
+        slot, cell_pixels = _lib.c_int(slot, "slot"), _lib.c_int(cell_pixels, "cell_pixels")
+        batch, head = _lib.c_int(batch, "batch", 64), _lib.c_int(head, "head", 64)
         status = _lib.library().dr_engine_mask_png(
             self._handle, slot, batch, head, cell_pixels, str(path).encode(), error, len(error)
         )
         _lib.check(status, error, "save_mask_png")
 
     def select(self, q: torch.Tensor, k: torch.Tensor, selection: Selection, slot: int = 0,
-               pooled: Optional[tuple] = None) -> None:
+               pooled: Optional[tuple] = None, pool_block: int = 0) -> None:
         """Selects the slot's layout from q and k ([batch, tokens, heads, head_dim]); ``pooled``: the
-        block means of the first blocks of q and k, already computed (``norm_rotary_pooled``)."""
+        block means of the first blocks of q and k, already computed (``norm_rotary_pooled``), over
+        blocks of ``pool_block`` tokens (the geometry's block size)."""
         pooled_q, pooled_k = (None, None) if pooled is None else pooled
         select_into(self.handle, q, k, selection.mode_code, selection.r_near, selection.r_far,
-                    selection.tau_near, selection.tau_far, slot, pooled_q, pooled_k)
+                    selection.tau_near, selection.tau_far, slot, pooled_q, pooled_k, pool_block)
 
     def attend(self, q, k, v, out, lse: Optional[torch.Tensor], slot: int = 0) -> None:
         """Writes attention over the slot's layout into ``out`` (and ``lse``, float32 [batch, heads, tokens])."""
@@ -277,10 +281,12 @@ def check_engine_device(handle: int, t: torch.Tensor, name: str) -> None:
 
 
 def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_near: float, tau_far: float,
-                slot: int, pooled_q: Optional[torch.Tensor] = None, pooled_k: Optional[torch.Tensor] = None) -> None:
+                slot: int, pooled_q: Optional[torch.Tensor] = None, pooled_k: Optional[torch.Tensor] = None,
+                pool_block: int = 0) -> None:
     """dr_engine_select on a raw handle (the torch operator's path); with pooled_q / pooled_k (the
     block means of the first blocks, [batch, heads, blocks, head_dim] float32, e.g. from
-    ``norm_rotary_pooled``) dr_engine_select_pooled."""
+    ``norm_rotary_pooled``, over blocks of ``pool_block`` tokens) dr_engine_select_pooled."""
+    slot = _lib.c_int(slot, "slot")
     check_engine_device(handle, q, "q")
     cq, ck = c_tensor(q, "q"), c_tensor(k, "k")
     sel = _lib.Selection(mode, r_near, r_far, tau_near, tau_far)
@@ -294,6 +300,7 @@ def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_n
         return
     if pooled_q is None or pooled_k is None:
         raise ValueError("pooled_q, pooled_k: give both block means or neither")
+    pool_block = _lib.c_int(pool_block, "pool_block")
     b, _, h, d = q.shape
     blocks = pooled_q.shape[2] if pooled_q.dim() == 4 else -1
     for t, name in ((pooled_q, "pooled_q"), (pooled_k, "pooled_k")):
@@ -304,7 +311,8 @@ def select_into(handle: int, q, k, mode: int, r_near: float, r_far: float, tau_n
     pooled_q, pooled_k = pooled_q.contiguous(), pooled_k.contiguous()
     status = _lib.library().dr_engine_select_pooled(
         ctypes.c_void_p(handle), ctypes.byref(cq), ctypes.byref(ck), ctypes.c_void_p(pooled_q.data_ptr()),
-        ctypes.c_void_p(pooled_k.data_ptr()), blocks, ctypes.byref(sel), slot, _stream(q), error, len(error),
+        ctypes.c_void_p(pooled_k.data_ptr()), blocks, pool_block, ctypes.byref(sel), slot, _stream(q), error,
+        len(error),
     )
     _lib.check(status, error, "select")
 
@@ -323,6 +331,8 @@ def attend_into(handle: int, q, k, v, out, lse: Optional[torch.Tensor], slot: Op
         lse_ptr = ctypes.c_void_p(lse.data_ptr())
     error = _lib.error_buffer()
     lib, args = _lib.library(), (ctypes.c_void_p(handle), *[ctypes.byref(t) for t in tensors], lse_ptr)
+    if slot is not None:
+        slot = _lib.c_int(slot, "slot")
     if slot is None:
         status = lib.dr_engine_attend_dense(*args, _stream(q), error, len(error))
     else:

@@ -22,6 +22,17 @@ from . import _library as _lib
 from .engine import Engine, Selection, attend_into, c_tensor, select_into
 
 
+def _check_devices(x: torch.Tensor, **others: Optional[torch.Tensor]) -> None:
+    """ValueError unless every tensor of ``others`` (None: absent) is on x's device. The fake (meta)
+    implementations check this too: torch routes a call with any meta input to them, so a real
+    x with a meta table would otherwise return uninitialised memory."""
+    present = {name: t for name, t in others.items() if t is not None}
+    if any(t.device != x.device for t in present.values()):
+        names = ", ".join(present)
+        got = ", ".join(str(t.device) for t in present.values())
+        raise ValueError(f"{names}: must be on the input's device {x.device}, got {got}")
+
+
 def _check_qkv(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> None:
     """The checks the operators need before they read shapes (the engine checks the rest)."""
     for t, name in ((q, "q"), (k, "k"), (v, "v")):
@@ -54,19 +65,23 @@ def _sparse_attention(
     tau_far: float,
     pooled_q: Optional[torch.Tensor] = None,
     pooled_k: Optional[torch.Tensor] = None,
+    pool_block: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     _check_qkv(q, k, v)
+    _check_devices(q, pooled_q=pooled_q, pooled_k=pooled_k)
     q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
     if select:
-        select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot, pooled_q, pooled_k)
+        select_into(engine, q, k, mode, r_near, r_far, tau_near, tau_far, slot, pooled_q, pooled_k, pool_block)
     out, lse = _outputs(q)
     attend_into(engine, q, k, v, out, lse, slot)
     return out, lse
 
 
 @_sparse_attention.register_fake
-def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far, pooled_q=None, pooled_k=None):
+def _(q, k, v, engine, slot, select, mode, r_near, r_far, tau_near, tau_far, pooled_q=None, pooled_k=None,
+      pool_block=0):
     _check_qkv(q, k, v)
+    _check_devices(q, pooled_q=pooled_q, pooled_k=pooled_k)
     return _outputs(q)
 
 
@@ -79,19 +94,21 @@ def sparse_attention(
     slot: int = 0,
     select: bool = True,
     pooled: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+    pool_block: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Block-sparse attention of q, k, v ([batch, tokens, heads, head_dim], the diffusers layout; no
     transposes) with a layout selected from q and k inside the engine's radial prior.
 
     ``pooled``: the block means of q and k for the first blocks, already computed (``norm_rotary_pooled``;
     float32 [batch, heads, blocks, head_dim] each); selection then pools only the other blocks. The
-    layout is the same.
+    layout is the same. ``pool_block``: the tokens each of those means was taken over
+    (``norm_rotary_pooled``'s ``pool_block``), which must be the engine's block size.
 
     Returns (out [batch, tokens, heads, head_dim], lse float32 [batch, heads, tokens])."""
     pooled_q, pooled_k = (None, None) if pooled is None else pooled
     return torch.ops.dynamicrad.sparse_attention(
         q, k, v, engine.handle, slot, select, selection.mode_code,
-        selection.r_near, selection.r_far, selection.tau_near, selection.tau_far, pooled_q, pooled_k,
+        selection.r_near, selection.r_far, selection.tau_near, selection.tau_far, pooled_q, pooled_k, pool_block,
     )
 
 
@@ -136,14 +153,15 @@ def _call_norm_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, wei
     if not -1 <= rotated_tokens <= n:
         raise ValueError(f"rotated_tokens: {rotated_tokens}; allowed -1 (all) or [0, {n}] (x's tokens)")
     rotated = n if rotated_tokens < 0 else rotated_tokens
-    if cos.numel() != rotated * d or sin.numel() != rotated * d:
-        raise ValueError(f"cos, sin: expected {rotated} x {d} values (rotated tokens x head_dim), got "
-                         f"{tuple(cos.shape)}, {tuple(sin.shape)}")
-    devices = [x.device, cos.device, sin.device] + ([] if weight is None else [weight.device])
-    if any(dev != x.device for dev in devices):
-        raise ValueError(f"x, cos, sin{', weight' if weight is not None else ''} must be on one device, got "
-                         f"{', '.join(str(dev) for dev in devices)}")
     hunyuan = style == "hunyuan_video"
+    # The tables' own layouts ([1, tokens, 1, head_dim] is Wan's, [tokens, head_dim] HunyuanVideo's);
+    # any other shape with the same number of values would be read in the wrong order.
+    tables = ((rotated, d),) if hunyuan else ((1, rotated, 1, d), (rotated, d))
+    if tuple(cos.shape) not in tables or tuple(sin.shape) not in tables:
+        allowed = " or ".join(str(list(t)) for t in tables)
+        raise ValueError(f"cos, sin: expected {allowed} (rotated tokens x head_dim), got "
+                         f"{list(cos.shape)}, {list(sin.shape)}")
+    _check_devices(x, cos=cos, sin=sin, weight=weight)
     options = _lib.NormRotaryOptions(pairs=1 if hunyuan else 0, rotated_tokens=rotated_tokens)
     if weight is not None:
         if not weight.is_floating_point():
@@ -196,6 +214,7 @@ def _rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 @_rotary.register_fake
 def _(x, cos, sin):
+    _check_devices(x, cos=cos, sin=sin)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -214,6 +233,7 @@ def _norm_rotary(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: torch.T
 
 @_norm_rotary.register_fake
 def _(x, weight, eps, cos, sin, style="wan", rotated_tokens=-1):
+    _check_devices(x, weight=weight, cos=cos, sin=sin)
     return torch.empty_like(x, memory_format=torch.contiguous_format)
 
 
@@ -246,6 +266,7 @@ def _norm_rotary_pooled(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: 
 
 @_norm_rotary_pooled.register_fake
 def _(x, weight, eps, cos, sin, style, rotated_tokens, pool_block, pooled_blocks):
+    _check_devices(x, weight=weight, cos=cos, sin=sin)
     b, _, h, d = x.shape
     return (torch.empty_like(x, memory_format=torch.contiguous_format),
             x.new_empty((b, h, pooled_blocks, d), dtype=torch.float32))
@@ -257,9 +278,9 @@ def norm_rotary_pooled(x: torch.Tensor, weight: torch.Tensor, eps: float, cos: t
     """``norm_rotary`` that also returns the block means selection needs, taken in the same pass:
     (out, pooled) with pooled float32 [batch, heads, pooled_blocks, head_dim], the mean of out's tokens
     [i * pool_block, (i + 1) * pool_block) (a last block cut at the end of x), pooling's arithmetic
-    bit for bit. Pass them to ``sparse_attention(..., pooled=(pooled_q, pooled_k))`` for a sequence whose
-    first blocks are these tokens. ``pooled_blocks`` in [1, ceil(tokens / pool_block)]. HunyuanVideo's
-    norm (``style="hunyuan_video"``) has a kernel that pools as it writes; the other cases pool the
-    output afterwards on the GPU."""
+    bit for bit. Pass them to ``sparse_attention(..., pooled=(pooled_q, pooled_k), pool_block=pool_block)``
+    for a sequence whose first blocks are these tokens. ``pooled_blocks`` in [1, ceil(tokens /
+    pool_block)]. HunyuanVideo's norm (``style="hunyuan_video"``) has a kernel that pools as it writes;
+    the other cases pool the output afterwards on the GPU."""
     return torch.ops.dynamicrad.norm_rotary_pooled(x, weight, eps, cos, sin, style, rotated_tokens, pool_block,
                                                    pooled_blocks)

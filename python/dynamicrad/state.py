@@ -10,9 +10,14 @@ from typing import Optional
 
 import torch
 
+from . import _library as _lib
 from .config import DynamicRadConfig
 from .engine import Engine, Geometry, Selection, lut_entry
 from .ops import dense_attention, sparse_attention
+
+# What the CUDA engine takes (src/cuda/cuda_engine.cu).
+_CUDA_BLOCKS = (64, 128)
+_CUDA_HEAD_DIMS = (64, 128)
 
 # Transformer calls per denoising step that keep their own layouts when layouts are reused
 # (classifier-free guidance runs the conditional and unconditional branches as two calls).
@@ -91,8 +96,26 @@ class DynamicRadState:
         self.text_lengths = text_lengths
 
     def end_call(self) -> None:
+        """Called when a transformer call returns (or raises): no call is running."""
         self.video = None
         self.text_lengths = None
+
+    def check_device(self, device: torch.device, head_dim: int) -> None:
+        """At transformer entry: what the first sparse step on this device would refuse, refused now
+        (not after the warm-up steps). ValueError / RuntimeError naming the option."""
+        if device.type != "cuda":
+            return
+        if not _lib.built_with_cuda():
+            raise RuntimeError(
+                "the model runs on CUDA, but this DynamicRad library was built without CUDA (nvcc was not "
+                "found at install time); reinstall with the CUDA toolkit on the PATH"
+            )
+        if self.config.block_size not in _CUDA_BLOCKS:
+            raise ValueError(f"block_size = {self.config.block_size}: the CUDA engine takes "
+                             f"{' or '.join(map(str, _CUDA_BLOCKS))}")
+        if head_dim not in _CUDA_HEAD_DIMS:
+            raise ValueError(f"the model's attention_head_dim = {head_dim}: the CUDA engine takes "
+                             f"{' or '.join(map(str, _CUDA_HEAD_DIMS))}")
 
     def is_dense(self, layer_in_model: int) -> bool:
         """Dense during warm-up steps and for a transformer's first ``dense_layers`` layers."""
@@ -122,6 +145,8 @@ class DynamicRadState:
             )
 
     def geometry(self, heads: int, head_dim: int, text_tokens: int = 0) -> Geometry:
+        """The running transformer call's token geometry for an attention of ``heads`` x ``head_dim``
+        with ``text_tokens`` text tokens after the video (ValueError outside a call)."""
         self.check_in_call()
         v = self.video
         return Geometry(
@@ -141,6 +166,7 @@ class DynamicRadState:
         return self._selections[key]
 
     def engine(self, geometry: Geometry, device: torch.device) -> Engine:
+        """The engine of one geometry on one device (made on first use, kept until disable())."""
         key = (geometry, str(device))
         engine = self._engines.get(key)
         if engine is None:
@@ -164,20 +190,24 @@ class DynamicRadState:
         return geometry
 
     def selection(self, geometry: Geometry) -> Selection:
+        """The selection parameters of a geometry: the LUT row's, taus converted to the geometry, with
+        the config's overrides."""
         return self._entry(geometry)[1]
 
     def attention(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, text_tokens: int = 0,
                   pooled: Optional[tuple] = None) -> torch.Tensor:
         """Sparse attention of one layer for batch elements that share one text length.
-        q, k, v: [batch, video + text_tokens, heads, head_dim]; pooled: None or the block means of
-        the first blocks of q and k (``sparse_attention``'s)."""
+        q, k, v: [batch, video + text_tokens, heads, head_dim]; pooled: None or (pooled_q, pooled_k,
+        pool_block), the block means of the first blocks of q and k (``sparse_attention``'s)."""
         geometry = self._call_geometry(q, text_tokens)
         engine = self.engine(geometry, q.device)
         slot = self._slot(layer)
         layout_key = (id(engine), slot)
         # Reuse needs a layout of this slot for this batch; otherwise select now.
         select = self._selects_now() or self._layouts.get(layout_key) != q.shape[0]
-        out, _ = sparse_attention(q, k, v, engine, self.selection(geometry), slot=slot, select=select, pooled=pooled)
+        means, pool_block = (None, 0) if pooled is None else (pooled[:2], pooled[2])
+        out, _ = sparse_attention(q, k, v, engine, self.selection(geometry), slot=slot, select=select, pooled=means,
+                                  pool_block=pool_block)
         self._layouts[layout_key] = q.shape[0]
         if self._records_step.get(layer) != self.step:
             self._records[layer] = []
@@ -194,6 +224,7 @@ class DynamicRadState:
         return out
 
     def record_dense(self, layer: int) -> None:
+        """Notes that ``layer`` ran dense in the current step (for ``report()``)."""
         self._records[layer] = []
         self._records_step[layer] = self.step
 
@@ -220,6 +251,8 @@ class DynamicRadState:
     def save_mask_png(self, path, layer: int, head: int = 0, batch: int = 0, call: int = 0) -> None:
         """A picture of one layer's layout in its last sparse step (one head of one batch element;
         ``call`` picks the guidance branch, or the prompt-length group for HunyuanVideo)."""
+        if isinstance(layer, bool) or not isinstance(layer, int) or not 0 <= layer < self.num_layers:
+            raise ValueError(f"layer = {layer!r}: allowed range [0, {self.num_layers - 1}] (self-attention layers)")
         records = self._records.get(layer)
         if not records:
             raise ValueError(f"layer = {layer}: it has not run sparse attention yet (dense, or not called)")
@@ -246,9 +279,13 @@ class DynamicRadState:
         return sum(e.describe()["device_bytes"] for e in self._engines.values())
 
     def summary(self) -> str:
+        """Options, step and the sparsity each layer reached in its last step, as text (synchronises
+        the GPU)."""
+        modes = sorted({selection.mode for _, selection in self._selections.values()})
+        mode = self.config.mode or (f"{', '.join(modes)} (the regime's default)" if modes else "the regime's default")
         lines = [
-            f"DynamicRad ({self.family}): regime {self.config.regime}, mode "
-            f"{self.config.mode or 'LUT default'}, step {self.step}, {len(self._engines)} engine(s)"
+            f"DynamicRad ({self.family}): regime {self.config.regime}, mode {mode}, step {self.step}, "
+            f"{len(self._engines)} engine(s)"
         ]
         for r in self.report():
             what = "dense" if r.dense else f"sparsity {100 * r.sparsity:5.1f}% ({r.kept}/{r.total} blocks)"
@@ -273,6 +310,7 @@ class DynamicRadState:
 
     # ---- disable() -------------------------------------------------------------------------
     def add_restore(self, undo) -> None:
+        """Registers what ``restore()`` (``disable()``) undoes, last in first out."""
         self._restore.append(undo)
 
     def restore(self) -> None:

@@ -182,13 +182,15 @@ int dr_engine_select(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, 
 }
 
 int dr_engine_select_pooled(dr_engine* engine, const dr_tensor* q, const dr_tensor* k, const float* pooled_q,
-                            const float* pooled_k, int64_t pooled_blocks, const dr_selection* selection,
-                            int32_t slot, void* stream, char* error, size_t error_size) {
+                            const float* pooled_k, int64_t pooled_blocks, int32_t pool_block,
+                            const dr_selection* selection, int32_t slot, void* stream, char* error,
+                            size_t error_size) {
   return guarded(error, error_size, [&] {
     dr::PooledPrefix pooled;
     pooled.q = pooled_q;
     pooled.k = pooled_k;
     pooled.blocks = pooled_blocks;
+    pooled.block_size = pool_block;
     live(engine).select(const_tensor(q, "q"), const_tensor(k, "k"), selection_of(selection), slot, stream, pooled);
   });
 }
@@ -310,7 +312,13 @@ int dr_lut_entry(const char* lut_path, const char* regime, const char* mode, con
     const dr::MotionRegime r = dr::parse_motion_regime(regime, "regime");
     const dr::SelectionMode m = mode != nullptr && mode[0] != '\0' ? dr::parse_selection_mode(mode, "mode")
                                                                    : dr::default_mode(r);
-    dr::LutEntry entry = lut.find(r, m);
+    dr::LutEntry entry;
+    try {
+      entry = lut.find(r, m);
+    } catch (const dr::Error& e) {  // name the file the row is missing from
+      if (lut_path == nullptr) throw;
+      throw dr::Error(lut_path, std::string(e.what()).substr(e.field().size() + 2));
+    }
     if (target_geometry_json != nullptr && m == dr::SelectionMode::dynamic_threshold) {
       const dr::VideoGeometry target = dr::capi::parse_geometry(target_geometry_json, "target_geometry");
       const std::string given = lut_geometry != nullptr ? lut_geometry : "";

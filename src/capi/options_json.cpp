@@ -2,7 +2,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
 #include <initializer_list>
+#include <limits>
 #include <string>
 
 #include "dynamicrad/error.h"
@@ -36,6 +38,22 @@ void only_keys(const json& j, const std::string& field, std::initializer_list<co
   }
 }
 
+// An integer of type T: Error naming `name` for a value of another kind or outside T's range (JSON
+// integers are 64-bit; a plain conversion would wrap).
+template <class T>
+T integer(const json& v, const std::string& name) {
+  static_assert(std::is_integral_v<T> && std::is_signed_v<T>, "signed integers only");
+  if (!v.is_number_integer()) throw Error(name, "must be an integer");
+  const bool too_large = v.is_number_unsigned() ? v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<T>::max())
+                                                : v.get<std::int64_t>() > std::numeric_limits<T>::max();
+  const bool too_small = !v.is_number_unsigned() && v.get<std::int64_t>() < std::numeric_limits<T>::min();
+  if (too_large || too_small) {
+    throw Error(name, v.dump() + ": outside the integer range [" + std::to_string(std::numeric_limits<T>::min()) +
+                          ", " + std::to_string(std::numeric_limits<T>::max()) + "]");
+  }
+  return static_cast<T>(v.get<std::int64_t>());
+}
+
 template <class T>
 T get(const json& j, const char* key, const std::string& field, T fallback, bool required = false) {
   const auto it = j.find(key);
@@ -49,7 +67,7 @@ T get(const json& j, const char* key, const std::string& field, T fallback, bool
   } else if constexpr (std::is_same_v<T, std::string>) {
     if (!it->is_string()) throw Error(name, "must be a string");
   } else if constexpr (std::is_integral_v<T>) {
-    if (!it->is_number_integer()) throw Error(name, "must be an integer");
+    return integer<T>(*it, name);
   } else {
     if (!it->is_number()) throw Error(name, "must be a number");
   }
@@ -71,11 +89,9 @@ VideoGeometry geometry_from(const json& j, const std::string& field) {
   g.block_size = get<int>(j, "block_size", field, 128);
   g.order = parse_token_order(get<std::string>(j, "token_order", field, "raster"));
   if (const auto it = j.find("tile"); it != j.end()) {
-    if (!it->is_array() || it->size() != 3 || !(*it)[0].is_number_integer() || !(*it)[1].is_number_integer() ||
-        !(*it)[2].is_number_integer()) {
-      throw Error(field + ".tile", "must be [t, h, w] (three integers)");
-    }
-    g.tile = Tile{(*it)[0].get<int>(), (*it)[1].get<int>(), (*it)[2].get<int>()};
+    if (!it->is_array() || it->size() != 3) throw Error(field + ".tile", "must be [t, h, w] (three integers)");
+    g.tile = Tile{integer<int>((*it)[0], field + ".tile[0]"), integer<int>((*it)[1], field + ".tile[1]"),
+                  integer<int>((*it)[2], field + ".tile[2]")};
   }
   validate(g);
   return g;

@@ -106,10 +106,13 @@ void detail::pool_block_means(const ConstTensor& t, int block, std::int64_t firs
   }
 }
 
-void validate(const PooledPrefix& prefix, std::int64_t blocks) {
+void validate(const PooledPrefix& prefix, std::int64_t blocks, int block_size) {
   detail::require(prefix.blocks >= 0 && prefix.blocks <= blocks, "pooled_blocks",
                   std::to_string(prefix.blocks) + ": allowed [0, " + std::to_string(blocks) + "] (the call's blocks)");
   if (prefix.blocks == 0) return;
+  detail::require(prefix.block_size == block_size, "pool_block",
+                  std::to_string(prefix.block_size) + ": the means must be over the geometry's blocks of " +
+                      std::to_string(block_size) + " tokens");
   detail::require(prefix.q != nullptr, "pooled_q", "is null (pooled_blocks > 0)");
   detail::require(prefix.k != nullptr, "pooled_k", "is null (pooled_blocks > 0)");
 }
@@ -121,7 +124,7 @@ PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const Video
 PooledBlocks pool_blocks(const ConstTensor& q, const ConstTensor& k, const VideoGeometry& geometry,
                          const PooledPrefix& prefix) {
   validate(geometry);
-  validate(prefix, num_blocks(geometry));
+  validate(prefix, num_blocks(geometry), geometry.block_size);
   const Shape expected{geometry.batch, total_tokens(geometry), geometry.heads, geometry.head_dim};
   detail::require_shape(q, expected, "q");
   detail::require_shape(k, expected, "k");

@@ -6,13 +6,14 @@
 
 #include "core/parallel.h"
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 
 namespace dynamicrad {
 
 namespace {
 
 std::string range_message(double value, const char* range) {
-  return std::to_string(value) + ": allowed range " + range;
+  return detail::shortest_text(value) + ": allowed range " + range;
 }
 
 int bit_length(std::int64_t d) {

@@ -5,18 +5,19 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/number_text.h"
 
 namespace dynamicrad {
 
 void validate(const SelectionParams& p) {
   const auto in_unit = [](double v) { return v >= 0.0 && v <= 1.0; };
-  if (!in_unit(p.r_near)) throw Error("selection.r_near", std::to_string(p.r_near) + ": allowed range [0, 1]");
-  if (!in_unit(p.r_far)) throw Error("selection.r_far", std::to_string(p.r_far) + ": allowed range [0, 1]");
+  if (!in_unit(p.r_near)) throw Error("selection.r_near", detail::shortest_text(p.r_near) + ": allowed range [0, 1]");
+  if (!in_unit(p.r_far)) throw Error("selection.r_far", detail::shortest_text(p.r_far) + ": allowed range [0, 1]");
   if (!in_unit(p.tau_near)) {
-    throw Error("selection.tau_near", std::to_string(p.tau_near) + ": allowed range [0, 1]");
+    throw Error("selection.tau_near", detail::shortest_text(p.tau_near) + ": allowed range [0, 1]");
   }
   if (!in_unit(p.tau_far)) {
-    throw Error("selection.tau_far", std::to_string(p.tau_far) + ": allowed range [0, 1]");
+    throw Error("selection.tau_far", detail::shortest_text(p.tau_far) + ": allowed range [0, 1]");
   }
 }
 

@@ -415,7 +415,7 @@ void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const Se
                             const PooledPrefix& pooled) {
   validate(params);
   State& s = *state_;
-  validate(pooled, s.prior.blocks);
+  validate(pooled, s.prior.blocks, s.prior.geometry.block_size);
   const VideoGeometry& g = s.prior.geometry;
   const Shape expected{s.batch, total_tokens(g), s.heads, s.head_dim};
   for (const auto& [t, name] : {std::pair<const ConstTensor&, const char*>{q, "q"}, {k, "k"}}) {

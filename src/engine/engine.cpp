@@ -77,7 +77,7 @@ void SparseAttentionEngine::select(const ConstTensor& q, const ConstTensor& k, c
   check_call_tensor(k, "k", options_);
   require(k.shape == q.shape, "k", "shape " + to_string(k.shape) + " differs from q's " + to_string(q.shape));
   require(k.dtype == q.dtype, "k", "dtype " + to_string(k.dtype) + " differs from q's " + to_string(q.dtype));
-  validate(pooled, num_blocks(options_.geometry));
+  validate(pooled, num_blocks(options_.geometry), options_.geometry.block_size);
   backend_->select(q, k, params, slot, stream, pooled);
 }
 

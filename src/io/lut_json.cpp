@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <initializer_list>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -20,6 +22,7 @@
 #include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
 #include "dynamicrad/presets.h"
+#include "io/atomic_file.h"
 
 namespace dynamicrad {
 namespace {
@@ -88,10 +91,11 @@ class ObjectReader {
     return *it;
   }
 
-  double number(const std::string& key, const std::string& allowed) {
-    const Json& value = require(key, allowed);
+  // `range`: what the number may be ("allowed range (0, 16]").
+  double number(const std::string& key, const std::string& range) {
+    const Json& value = require(key, "expected a number, " + range);
     if (!value.is_number()) {
-      throw Error(where(child(key)), "expected a number, got " + type_name(value) + "; " + allowed);
+      throw Error(where(child(key)), "expected a number, got " + type_name(value) + "; " + range);
     }
     return value.get<double>();
   }
@@ -139,6 +143,20 @@ class ObjectReader {
   std::vector<std::string> seen_;
 };
 
+// The allowed range of one field, as its validate() states it ("allowed range (0, 16]"): the answer
+// to NaN, which no range holds.
+template <typename Params>
+std::string range_of(double Params::*field) {
+  Params params;
+  params.*field = std::numeric_limits<double>::quiet_NaN();
+  try {
+    validate(params);
+  } catch (const Error& e) {
+    return allowed_part(e);
+  }
+  return "any number";
+}
+
 // Checks one field by validating an otherwise default struct with that field set, so that a failure
 // is attributed to the JSON key that caused it.
 template <typename Params, typename Setter>
@@ -155,16 +173,15 @@ void check_field(ObjectReader& reader, const std::string& key, Setter set) {
 RadialPriorParams read_prior(const Json& json, const std::string& source, const std::string& path) {
   ObjectReader reader(json, source, path);
   RadialPriorParams p;
-  const std::string numeric = "expected a number";
-  p.gamma = reader.number("gamma", numeric);
+  p.gamma = reader.number("gamma", range_of(&RadialPriorParams::gamma));
   check_field<RadialPriorParams>(reader, "gamma", [&](RadialPriorParams& q) { q.gamma = p.gamma; });
-  p.lambda = reader.number("lambda", numeric);
+  p.lambda = reader.number("lambda", range_of(&RadialPriorParams::lambda));
   check_field<RadialPriorParams>(reader, "lambda",
                                  [&](RadialPriorParams& q) { q.lambda = p.lambda; });
-  p.theta_m = reader.number("theta_m", numeric);
+  p.theta_m = reader.number("theta_m", range_of(&RadialPriorParams::theta_m));
   check_field<RadialPriorParams>(reader, "theta_m",
                                  [&](RadialPriorParams& q) { q.theta_m = p.theta_m; });
-  p.theta_c = reader.number("theta_c", numeric);
+  p.theta_c = reader.number("theta_c", range_of(&RadialPriorParams::theta_c));
   check_field<RadialPriorParams>(reader, "theta_c",
                                  [&](RadialPriorParams& q) { q.theta_c = p.theta_c; });
   p.dense_adjacent = reader.boolean("dense_adjacent");
@@ -183,19 +200,18 @@ SelectionParams read_selection(const Json& json, SelectionMode mode, const std::
   ObjectReader reader(json, source, path);
   SelectionParams s;
   s.mode = mode;
-  const std::string numeric = "expected a number";
   if (mode == SelectionMode::static_ratio) {
-    s.r_near = reader.number("r_near", numeric);
+    s.r_near = reader.number("r_near", range_of(&SelectionParams::r_near));
     check_field<SelectionParams>(reader, "r_near",
                                  [&](SelectionParams& q) { q.r_near = s.r_near; });
-    s.r_far = reader.number("r_far", numeric);
+    s.r_far = reader.number("r_far", range_of(&SelectionParams::r_far));
     check_field<SelectionParams>(reader, "r_far", [&](SelectionParams& q) { q.r_far = s.r_far; });
     reader.reject_unknown(join(kStaticRatioFields) + " (mode static-ratio)");
   } else {
-    s.tau_near = reader.number("tau_near", numeric);
+    s.tau_near = reader.number("tau_near", range_of(&SelectionParams::tau_near));
     check_field<SelectionParams>(reader, "tau_near",
                                  [&](SelectionParams& q) { q.tau_near = s.tau_near; });
-    s.tau_far = reader.number("tau_far", numeric);
+    s.tau_far = reader.number("tau_far", range_of(&SelectionParams::tau_far));
     check_field<SelectionParams>(reader, "tau_far",
                                  [&](SelectionParams& q) { q.tau_far = s.tau_far; });
     reader.reject_unknown(join(kDynamicThresholdFields) + " (mode dynamic-threshold)");
@@ -391,6 +407,10 @@ Lut parse_lut(const std::string& json_text, const std::string& source) {
 }
 
 Lut load_lut(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw Error(path, "is a directory; expected a LUT JSON file");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error(path, "cannot open for reading: " + errno_text());
   std::ostringstream text;
@@ -411,24 +431,7 @@ std::string lut_to_json(const Lut& lut) {
 }
 
 void save_lut(const Lut& lut, const std::string& path) {
-  const std::string text = lut_to_json(lut);
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw Error(path, "cannot open " + temporary + " for writing: " + errno_text());
-    out << text;
-    out.close();
-    if (!out) {
-      const std::string reason = errno_text();
-      std::remove(temporary.c_str());
-      throw Error(path, "cannot write " + temporary + ": " + reason);
-    }
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = errno_text();
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot rename " + temporary + " into place: " + reason);
-  }
+  detail::write_text_file(path, lut_to_json(lut));
 }
 
 }  // namespace dynamicrad

@@ -3,12 +3,11 @@
 
 #include <png.h>
 
-#include <cerrno>
 #include <csetjmp>
 #include <cstdio>
-#include <cstring>
 
 #include "dynamicrad/error.h"
+#include "io/atomic_file.h"
 
 namespace dynamicrad::detail {
 namespace {
@@ -66,25 +65,12 @@ void write_rgb_png(const std::string& path, const std::vector<std::uint8_t>& pix
   for (int y = 0; y < height; ++y) {
     rows[y] = const_cast<png_bytep>(pixels.data() + static_cast<std::size_t>(y) * width * 3);
   }
-  const std::string temporary = path + ".tmp";
-  std::FILE* file = std::fopen(temporary.c_str(), "wb");
-  if (file == nullptr) {
-    throw Error(path, "cannot open " + temporary + " for writing: " + std::strerror(errno));
-  }
-  Failure failure{};
-  const bool encoded = encode(file, rows.data(), static_cast<png_uint_32>(width),
-                              static_cast<png_uint_32>(height), &failure);
-  const bool closed = std::fclose(file) == 0;
-  if (!encoded || !closed) {
-    const std::string reason = encoded ? std::string(std::strerror(errno)) : failure.message;
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot write the PNG: " + reason);
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot rename " + temporary + " into place: " + reason);
-  }
+  write_file(path, [&](std::FILE* file) -> std::string {
+    Failure failure{};
+    const bool encoded = encode(file, rows.data(), static_cast<png_uint_32>(width),
+                                static_cast<png_uint_32>(height), &failure);
+    return encoded ? "" : failure.message;
+  });
 }
 
 }  // namespace dynamicrad::detail

@@ -1,5 +1,6 @@
-// Writing an 8-bit RGB image as PNG through libpng, atomically (a temporary file renamed into
-// place, so a failure leaves no partial file).
+// Writing an 8-bit RGB image as PNG through libpng, the way atomic_file.h writes every output file
+// (a temporary renamed over a regular file, so a failure leaves no partial file; links followed;
+// FIFOs and devices written in place).
 #pragma once
 
 #include <cstdint>

@@ -22,6 +22,7 @@
 
 #include "dynamicrad/bayesopt.h"
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 #include "tune/random.h"
 
 namespace dynamicrad {
@@ -83,7 +84,7 @@ void validate(const BayesOptOptions& o) {
     throw Error("bayesopt.initial_points", std::to_string(o.initial_points) + ": allowed range [0, inf)");
   }
   if (!(o.xi >= 0.0 && std::isfinite(o.xi))) {
-    throw Error("bayesopt.xi", std::to_string(o.xi) + ": allowed range [0, inf)");
+    throw Error("bayesopt.xi", detail::shortest_text(o.xi) + ": allowed range [0, inf)");
   }
   if (o.random_candidates < 1) {
     throw Error("bayesopt.random_candidates", std::to_string(o.random_candidates) + ": allowed range [1, inf)");
@@ -131,7 +132,7 @@ void BayesianOptimizer::tell(const std::vector<double>& point, double value,
     errors_.push_back(std::max(parts[0], kMinError));
     sparsities_.push_back(parts[1]);
   } else if (options_.transform == ValueTransform::log && !(value > 0.0)) {
-    throw Error("bayesopt.value", std::to_string(value) + ": the log transform needs values > 0");
+    throw Error("bayesopt.value", detail::shortest_text(value) + ": the log transform needs values > 0");
   }
   observations_.push_back({point, value});
   unit_points_.push_back(snap(space_, to_unit(space_, point)));

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 #include "tune/lbfgs.h"
 #include "tune/random.h"
 
@@ -32,14 +33,14 @@ void check_hyper(const GpHyperparameters& h, int dims) {
   for (std::size_t i = 0; i < h.length_scales.size(); ++i) {
     if (!(h.length_scales[i] > 0.0 && std::isfinite(h.length_scales[i]))) {
       throw Error("gp.length_scales[" + std::to_string(i) + "]",
-                  std::to_string(h.length_scales[i]) + ": allowed range (0, inf)");
+                  detail::shortest_text(h.length_scales[i]) + ": allowed range (0, inf)");
     }
   }
   if (!(h.signal_variance > 0.0 && std::isfinite(h.signal_variance))) {
-    throw Error("gp.signal_variance", std::to_string(h.signal_variance) + ": allowed range (0, inf)");
+    throw Error("gp.signal_variance", detail::shortest_text(h.signal_variance) + ": allowed range (0, inf)");
   }
   if (!(h.noise_variance >= 0.0 && std::isfinite(h.noise_variance))) {
-    throw Error("gp.noise_variance", std::to_string(h.noise_variance) + ": allowed range [0, inf)");
+    throw Error("gp.noise_variance", detail::shortest_text(h.noise_variance) + ": allowed range [0, inf)");
   }
 }
 

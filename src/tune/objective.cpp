@@ -12,6 +12,7 @@
 #include "dynamicrad/metrics.h"
 #include "dynamicrad/prior.h"
 #include "dynamicrad/select.h"
+#include "core/number_text.h"
 #include "tune/device_objective.h"
 
 namespace dynamicrad {
@@ -26,10 +27,10 @@ const float* floats(const HostTensor& t) { return static_cast<const float*>(t.vi
 void validate(const ObjectiveOptions& o) {
   validate(o.geometry);
   if (!(o.target_sparsity >= 0.0 && o.target_sparsity < 1.0)) {
-    throw Error("objective.target_sparsity", std::to_string(o.target_sparsity) + ": allowed range [0, 1)");
+    throw Error("objective.target_sparsity", detail::shortest_text(o.target_sparsity) + ": allowed range [0, 1)");
   }
   if (!(o.penalty >= 0.0 && o.penalty <= 1e6)) {
-    throw Error("objective.penalty", std::to_string(o.penalty) + ": allowed range [0, 1e6]");
+    throw Error("objective.penalty", detail::shortest_text(o.penalty) + ": allowed range [0, 1e6]");
   }
   if (o.threads < 0) {
     throw Error("objective.threads", std::to_string(o.threads) + ": allowed range [0, inf)");

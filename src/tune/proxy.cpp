@@ -23,6 +23,7 @@
 #include "dynamicrad/error.h"
 #include "dynamicrad/proxy.h"
 #include "dynamicrad/rope.h"
+#include "core/number_text.h"
 #include "tune/random.h"
 
 namespace dynamicrad {
@@ -180,7 +181,7 @@ SyntheticQkv make_physics_qkv(const VideoGeometry& g, const PhysicsSceneOptions&
   validate(g);
   validate(scene);
   detail::require(sharpness > 0.0 && sharpness <= 100.0, "proxy.sharpness",
-                  std::to_string(sharpness) + ": allowed range (0, 100]");
+                  detail::shortest_text(sharpness) + ": allowed range (0, 100]");
   rope_bands(g.head_dim);  // checks that head_dim is even
   const Shape shape{g.batch, total_tokens(g), g.heads, g.head_dim};
   SyntheticQkv out{HostTensor(DType::f32, shape), HostTensor(DType::f32, shape),

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 #include "tune/random.h"
 
 namespace dynamicrad {
@@ -13,7 +14,7 @@ namespace {
 
 void require_range(double value, double lo, double hi, const char* field, const char* range) {
   if (!(value >= lo && value <= hi)) {
-    throw Error(field, std::to_string(value) + ": allowed range " + range);
+    throw Error(field, detail::shortest_text(value) + ": allowed range " + range);
   }
 }
 
@@ -49,7 +50,7 @@ void validate(const PhysicsSceneOptions& o) {
   require_range(o.object_speed, 0.0, 1.0, "scene.object_speed", "[0, 1]");
   require_range(o.object_acceleration, 0.0, 0.2, "scene.object_acceleration", "[0, 0.2]");
   if (!(o.object_radius > 0.0 && o.object_radius <= 0.5)) {
-    throw Error("scene.object_radius", std::to_string(o.object_radius) + ": allowed range (0, 0.5]");
+    throw Error("scene.object_radius", detail::shortest_text(o.object_radius) + ": allowed range (0, 0.5]");
   }
   require_range(o.camera_speed, 0.0, 1.0, "scene.camera_speed", "[0, 1]");
   require_range(o.appearance_drift, 0.0, 1.0, "scene.appearance_drift", "[0, 1]");

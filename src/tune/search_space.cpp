@@ -7,6 +7,7 @@
 
 #include "dynamicrad/bayesopt.h"
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 #include "tune/random.h"
 
 namespace dynamicrad {
@@ -33,11 +34,11 @@ void validate(const SearchSpace& space) {
     if (p.kind == ParameterKind::boolean) continue;
     const std::string field = "search_space." + p.name;
     if (!(std::isfinite(p.lo) && std::isfinite(p.hi) && p.lo < p.hi)) {
-      throw Error(field, "bounds [" + std::to_string(p.lo) + ", " + std::to_string(p.hi) +
+      throw Error(field, "bounds [" + detail::shortest_text(p.lo) + ", " + detail::shortest_text(p.hi) +
                              "]: need finite lo < hi");
     }
     if (p.scale == ParameterScale::log && !(p.lo > 0.0)) {
-      throw Error(field, "bounds [" + std::to_string(p.lo) + ", " + std::to_string(p.hi) +
+      throw Error(field, "bounds [" + detail::shortest_text(p.lo) + ", " + detail::shortest_text(p.hi) +
                              "]: a log-scaled parameter needs lo > 0");
     }
   }

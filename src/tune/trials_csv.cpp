@@ -1,12 +1,8 @@
 // The CSV of every tuning trial (tune.h).
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <fstream>
 #include <sstream>
 
-#include "dynamicrad/error.h"
 #include "dynamicrad/tune.h"
+#include "io/atomic_file.h"
 
 namespace dynamicrad {
 namespace {
@@ -38,22 +34,7 @@ void write_trials_csv(const std::string& path, const std::vector<TrialRecord>& t
     out << e.loss << "," << e.error << "," << e.sparsity << "," << e.relative_l2 << "," << e.seconds
         << "," << t.suggest_seconds << "\n";
   }
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
-    if (!file) throw Error(path, "cannot open " + temporary + " for writing: " + std::strerror(errno));
-    file << out.str();
-    file.close();
-    if (!file) {
-      std::remove(temporary.c_str());
-      throw Error(path, "cannot write " + temporary);
-    }
-  }
-  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
-    const std::string reason = std::strerror(errno);
-    std::remove(temporary.c_str());
-    throw Error(path, "cannot rename " + temporary + " into place: " + reason);
-  }
+  detail::write_text_file(path, out.str());
 }
 
 }  // namespace dynamicrad

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 
 namespace dynamicrad {
 namespace {
@@ -20,10 +21,10 @@ void check_request(const TunedParams& p) {
                 std::string(e.what()).substr(e.field().size() + 2));
   }
   auto unit = [](double v, const char* field) {
-    if (!(v >= 0.0 && v <= 1.0)) throw Error(field, std::to_string(v) + ": allowed range [0, 1]");
+    if (!(v >= 0.0 && v <= 1.0)) throw Error(field, detail::shortest_text(v) + ": allowed range [0, 1]");
   };
   auto positive = [](double v, const char* field) {
-    if (!(v > 0.0 && v <= 1e6)) throw Error(field, std::to_string(v) + ": allowed range (0, 1e6]");
+    if (!(v > 0.0 && v <= 1e6)) throw Error(field, detail::shortest_text(v) + ": allowed range (0, 1e6]");
   };
   if (p.mode == TuneMode::static_ratio) {
     unit(p.r_near, "request.params.r_near");

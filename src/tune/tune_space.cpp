@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dynamicrad/error.h"
+#include "core/number_text.h"
 
 namespace dynamicrad {
 namespace {
@@ -54,12 +55,6 @@ std::vector<std::string> names_of(TuneMode mode) {
     names.insert(names.end(), {"tau_near_rel", "tau_far_rel"});
   }
   return names;
-}
-
-std::string number(double v) {
-  std::ostringstream os;
-  os << v;
-  return os.str();
 }
 
 }  // namespace
@@ -146,7 +141,7 @@ SearchSpace tune_search_space(TuneMode mode, const std::vector<BoundOverride>& o
       for (const std::string& n : names) known += (known.empty() ? "" : ", ") + n;
       throw Error(field, "not a parameter of mode " + to_string(mode) + "; allowed names are " + known);
     }
-    const std::string shown = "[" + number(o.lo) + ", " + number(o.hi) + "]";
+    const std::string shown = "[" + detail::shortest_text(o.lo) + ", " + detail::shortest_text(o.hi) + "]";
     if (rule->kind == ParameterKind::boolean) throw Error(field, shown + ": " + rule->allowed_text);
     const bool lo_ok = rule->lo_open ? o.lo > rule->allowed_lo : o.lo >= rule->allowed_lo;
     if (!(std::isfinite(o.lo) && std::isfinite(o.hi) && lo_ok && o.hi <= rule->allowed_hi)) {

@@ -198,7 +198,7 @@ def pooled_bits() -> None:
             for sel in selections:
                 engine.select(on[0], on[1], sel, 0)
                 plain = engine.layout(0)
-                engine.select(on[0], on[1], sel, 0, pooled=(on[2], on[3]))
+                engine.select(on[0], on[1], sel, 0, pooled=(on[2], on[3]), pool_block=geometry.block_size)
                 fused = engine.layout(0)
                 check(all(torch.equal(a, b) for a, b in zip(plain, fused)),
                       f"select from pooled means == select on {device}: batch {batch} {sel.mode}")

@@ -91,6 +91,28 @@ def test_padded_element_matches_running_alone(make_hunyuan, hunyuan_inputs):
     torch.testing.assert_close(out[1:2], alone, atol=1e-5, rtol=1e-4)
 
 
+def test_groups_of_rows_that_are_not_adjacent(make_hunyuan, hunyuan_inputs, helpers):
+    """Three prompt lengths over four elements, the equal ones not next to each other (12, 0, 7, 12),
+    one of them with no valid text token: every element's result is its result alone; with every
+    block kept, the elements with text match stock."""
+    model = make_hunyuan()
+    lengths = (12, 0, 7, 12)
+    x = hunyuan_inputs(batch=4, lengths=lengths)
+    ref = _forward(model, x)
+    state = dynamicrad.enable(model, **helpers.DENSITY_ONE)
+    out = _forward(model, x)
+    assert torch.isfinite(out).all(), "a prompt without valid tokens still gives finite video tokens"
+    for b in (0, 2, 3):
+        assert helpers.rel_err(out[b], ref[b]) < 1e-5, b
+    assert len(state._engines) == 3, "one engine per valid text length"
+    dynamicrad.disable(model)
+    dynamicrad.enable(model, **SPARSE, mode="static-ratio")
+    out = _forward(model, x)
+    for b in range(4):
+        alone = _forward(model, {k: v[b:b + 1] for k, v in x.items()})
+        torch.testing.assert_close(out[b:b + 1], alone, atol=1e-5, rtol=1e-4, msg=f"batch element {b}")
+
+
 def test_padded_text_tokens_are_ignored(make_hunyuan, hunyuan_inputs, helpers):
     """What sits in padded text positions must not change the output (as in the stock model)."""
     model = make_hunyuan()

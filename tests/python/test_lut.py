@@ -115,7 +115,7 @@ def test_missing_row(tmp_path):
     rows = [r for r in _built_in_rows() if not (r["regime"] == "high" and r["mode"] == "dynamic-threshold")]
     path = tmp_path / "lut.json"
     path.write_text(json.dumps({"format": "dynamicrad-lut", "version": 1, "rows": rows}))
-    with pytest.raises(ValueError, match="high"):
+    with pytest.raises(ValueError, match=rf"^{path}: no row for regime high and mode dynamic-threshold"):
         dynamicrad.lut_entry("high", lut=str(path))
 
 

@@ -578,8 +578,12 @@ def test_norm_rotary_hunyuan_video_errors():
         dynamicrad.norm_rotary(x, torch.ones(16, dtype=x.dtype), 1e-6, cos, sin, "hunyuan_video", 4)
     with pytest.raises(ValueError, match="weight: dtype torch.float32 must be x's torch.bfloat16"):
         dynamicrad.norm_rotary(x, weight.float(), 1e-6, cos, sin, "hunyuan_video", 4)
-    with pytest.raises(ValueError, match=r"cos, sin: expected 6 x 8 values \(rotated tokens x head_dim\)"):
+    with pytest.raises(ValueError, match=r"cos, sin: expected \[6, 8\] \(rotated tokens x head_dim\)"):
         dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "hunyuan_video", -1)
+    # the right number of values in another layout would be read in the wrong order
+    for bad in (cos.T.contiguous(), cos.reshape(1, 4, 1, 8), cos.reshape(8, 4)):
+        with pytest.raises(ValueError, match=r"cos, sin: expected \[4, 8\]"):
+            dynamicrad.norm_rotary(x, weight, 1e-6, bad, sin, "hunyuan_video", 4)
     for rotated in (-2, 7):
         with pytest.raises(ValueError, match=r"rotated_tokens: .*allowed -1 \(all\) or \[0, 6\]"):
             dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "hunyuan_video", rotated)
@@ -789,12 +793,12 @@ def test_sparse_attention_with_pooled_is_the_same_bits_and_layout(mode, dtype, g
     assert 0 < want_kept[0] < want_kept[1], "the layout must be sparse for this test to mean anything"
     for pooled_blocks in (1, 3, blocks - 1, blocks):
         pooled = _pooled_means(q, k, pooled_blocks)
-        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=pooled)
+        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=pooled, pool_block=BLOCK)
         assert torch.equal(out, want_out) and torch.equal(lse, want_lse), pooled_blocks
         assert _same_layout(engine.layout(0), want_layout), pooled_blocks
         assert engine.kept(0) == want_kept
     q2, k2, _ = _blocky_qkv(2, g.tokens, dtype, seed=4)
-    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks))
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks), pool_block=BLOCK)
     assert not _same_layout(engine.layout(0), want_layout)
 
 
@@ -822,12 +826,12 @@ def test_sparse_attention_with_norm_rotary_pooled_means(dtype):
     want_out, want_lse = dynamicrad.sparse_attention(q, k, v, engine, sel)
     want_layout, want_kept = engine.layout(0), engine.kept(0)
     assert 0 < want_kept[0] < want_kept[1]
-    out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+    out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk), pool_block=BLOCK)
     assert torch.equal(out, want_out) and torch.equal(lse, want_lse)
     assert _same_layout(engine.layout(0), want_layout)
     assert engine.kept(0) == want_kept
     # the means matter here: q's and k's swapped give another layout
-    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pk, pq))
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pk, pq), pool_block=BLOCK)
     assert not _same_layout(engine.layout(0), want_layout)
 
 
@@ -851,11 +855,11 @@ def test_sparse_attention_uses_the_given_means():
     dynamicrad.sparse_attention(q2, k2, v, engine, sel)
     other = engine.layout(0)
     assert not same(own, other), "pick seeds whose layouts differ"
-    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks))
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=_pooled_means(q2, k2, blocks), pool_block=BLOCK)
     assert same(engine.layout(0), other)
     # the first three blocks' means from the other q, k, the rest pooled from q, k: neither layout
     pq, pk = _pooled_means(q2, k2, 3)
-    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+    dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk), pool_block=BLOCK)
     mixed = engine.layout(0)
     assert not same(mixed, own) and not same(mixed, other)
 
@@ -869,7 +873,7 @@ def test_sparse_attention_pooled_opcheck_and_compile():
     q, k, v = qkv(2, g.tokens, torch.float32, seed=5)
     pq, pk = _pooled_means(q, k, 4)
     result = torch.library.opcheck(torch.ops.dynamicrad.sparse_attention.default,
-                                   _op_args(engine, sel, q, k, v) + (pq, pk))
+                                   _op_args(engine, sel, q, k, v) + (pq, pk, BLOCK))
     assert all(status == "SUCCESS" for status in result.values()), result
 
     gen = torch.Generator().manual_seed(6)
@@ -879,7 +883,7 @@ def test_sparse_attention_pooled_opcheck_and_compile():
     def fn(q, k, v):
         q, pq = norm_rotary_pooled(q, weight, 1e-6, cos, sin, "hunyuan_video", -1, BLOCK, 6)
         k, pk = norm_rotary_pooled(k, weight, 1e-6, cos, sin, "hunyuan_video", -1, BLOCK, 6)
-        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
+        out, lse = dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk), pool_block=BLOCK)
         return out * 2.0, lse
 
     def unpooled(q, k, v):
@@ -908,32 +912,38 @@ def test_sparse_attention_pooled_errors(setup):
     }
     for name, bad in bad_shapes.items():
         with pytest.raises(ValueError, match=r"^pooled_q"):
-            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(bad(pq), pk))
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(bad(pq), pk), pool_block=BLOCK)
         if name != "3-d":  # a 3-d pooled_q's block count is unknown: pooled_k's mismatch is then reported as pooled_q
             with pytest.raises(ValueError, match=r"^pooled_k"):
-                dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, bad(pk)))
+                dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, bad(pk)), pool_block=BLOCK)
     # block counts of q and k differ
     with pytest.raises(ValueError, match=r"^pooled_k"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, _pooled_means(q, k, 2)[1]))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, _pooled_means(q, k, 2)[1]), pool_block=BLOCK)
     with pytest.raises(ValueError, match=r"^pooled_q"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.half(), pk))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.half(), pk), pool_block=BLOCK)
     with pytest.raises(ValueError, match=r"^pooled_k"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk.half()))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk.half()), pool_block=BLOCK)
     with pytest.raises(ValueError, match=r"^pooled_q"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.double(), pk))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq.double(), pk), pool_block=BLOCK)
     for only in ((pq, None), (None, pk)):
         with pytest.raises(ValueError, match=r"pooled_q, pooled_k"):
-            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=only)
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=only, pool_block=BLOCK)
     # more blocks than the engine's 7
     pq8, pk8 = (torch.cat([t, t, t[:, :, :2]], dim=2) for t in (pq, pk))
     assert pq8.shape[2] == 8
     with pytest.raises(ValueError, match=r"pooled_blocks"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq8, pk8))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq8, pk8), pool_block=BLOCK)
+    # means over other blocks than the engine's (or no block size given): refused, nothing selected
+    for pool_block in (0, BLOCK // 2, 2 * BLOCK):
+        with pytest.raises(ValueError, match=r"^pool_block"):
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk), pool_block=pool_block)
+    with pytest.raises(ValueError, match=r"^pool_block"):
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(pq, pk))
     # non-finite means
     nan_q = pq.clone()
     nan_q[0, 1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match=r"^pooled_q"):
-        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(nan_q, pk))
+        dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=(nan_q, pk), pool_block=BLOCK)
     # nothing was selected by the failed calls
     with pytest.raises(ValueError, match="^slot: 0"):
         engine.kept(0)
@@ -1099,3 +1109,58 @@ def test_dense_attention_not_four_dimensional(setup):
     out = torch.empty_like(q)
     with pytest.raises(ValueError, match=r"^q: expected \[batch, tokens, heads, head_dim\]"):
         engine.attend_dense(q[0], k[0], v[0], out)
+
+
+def test_rotary_tables_in_another_layout_are_refused():
+    """Wan's tables are [1, tokens, 1, head_dim] or [tokens, head_dim]; a transposed or reshaped table
+    holds as many values but would be read in the wrong order."""
+    x, weight, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 9, 2, 8))
+    flat = cos[0, :, 0]
+    for bad in (flat.T.contiguous(), flat.reshape(8, 9), flat.reshape(1, 8, 1, 9), flat.reshape(9, 1, 8)):
+        with pytest.raises(ValueError, match=r"^cos, sin: expected \[1, 9, 1, 8\] or \[9, 8\]"):
+            dynamicrad.rotary(x, bad, sin)
+        with pytest.raises(ValueError, match=r"^cos, sin: expected"):
+            dynamicrad.norm_rotary(x, weight, 1e-6, cos, bad)
+
+
+@pytest.mark.parametrize("which", ["cos", "sin", "weight"])
+def test_a_meta_table_or_weight_is_refused_not_garbage(which):
+    """torch sends a call with any meta input to the operator's fake implementation: a real x with a
+    meta table or norm weight (e.g. a weight offloaded by accelerate) must raise, not return
+    uninitialised memory."""
+    x, weight, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 9, 2, 8))
+    args = {"cos": cos, "sin": sin, "weight": weight}
+    args[which] = args[which].to("meta")
+    with pytest.raises(ValueError, match=rf"must be on the input's device cpu, got .*meta"):
+        dynamicrad.norm_rotary(x, args["weight"], 1e-6, args["cos"], args["sin"])
+    if which != "weight":
+        with pytest.raises(ValueError, match=r"must be on the input's device cpu"):
+            dynamicrad.rotary(x, args["cos"], args["sin"])
+        hx, hw, hcos, hsin = _hunyuan_inputs(torch.float32, (1, 6, 2, 8), 4)
+        hargs = {"cos": hcos, "sin": hsin}
+        hargs[which] = hargs[which].to("meta")
+        from dynamicrad.ops import norm_rotary_pooled
+        with pytest.raises(ValueError, match=r"must be on the input's device cpu"):
+            norm_rotary_pooled(hx, hw, 1e-6, hargs["cos"], hargs["sin"], "hunyuan_video", 4, 2, 1)
+
+
+def test_meta_pooled_means_are_refused(setup):
+    engine, sel, q, k, v = setup
+    pq, pk = _pooled_means(q, k, 3)
+    for pooled in ((pq.to("meta"), pk), (pq, pk.to("meta"))):
+        with pytest.raises(ValueError, match=r"^pooled_q, pooled_k: must be on the input's device cpu"):
+            dynamicrad.sparse_attention(q, k, v, engine, sel, pooled=pooled, pool_block=BLOCK)
+    # all-meta inputs are a shape computation and stay one
+    out, lse = dynamicrad.sparse_attention(*(t.to("meta") for t in (q, k, v)), engine, sel)
+    assert out.device.type == "meta" and out.shape == q.shape
+
+
+def test_slot_beyond_a_c_int_is_refused_not_wrapped(setup):
+    engine, sel, q, k, v = setup
+    for slot in (2**32 + 1, -(2**31) - 1):
+        with pytest.raises(ValueError, match=r"^slot = .*outside the range of a 32-bit integer"):
+            dynamicrad.sparse_attention(q, k, v, engine, sel, slot=slot)
+        with pytest.raises(ValueError, match=r"^slot = "):
+            engine.kept(slot)
+    with pytest.raises(TypeError, match=r"^slot = 1.0: must be an integer"):
+        engine.kept(1.0)

@@ -92,7 +92,7 @@ def test_wan_pipeline(make_pipe, helpers, scheduler):
     assert torch.equal(_generate(pipe), stock)
     assert helpers.hook_snapshot(pipe.transformer) == hooks
     assert all(helpers.processor_snapshot(pipe.transformer)[n] is p for n, p in processors.items())
-    assert pipe.transformer.dynamicrad_state is None
+    assert not hasattr(pipe.transformer, "dynamicrad_state")  # the attribute is gone, not None
 
 
 def test_wan_pipeline_density_one(make_pipe, helpers):
@@ -118,7 +118,89 @@ def test_wan22_two_stage_pipeline(make_pipe, helpers):
     assert state.step == STEPS - 1
     assert torch.isfinite(latents).all() and 0 < helpers.rel_err(latents, stock) < 0.2
     dynamicrad.disable(pipe)
-    assert pipe.transformer.dynamicrad_state is None and pipe.transformer_2.dynamicrad_state is None
+    assert not hasattr(pipe.transformer, "dynamicrad_state") and not hasattr(pipe.transformer_2, "dynamicrad_state")
     assert torch.equal(_generate(pipe), stock)
     for h in handles:
         h.remove()
+
+
+def test_a_generation_after_an_interrupted_one_starts_with_the_warmup(make_pipe):
+    """A generation is recognised by the scheduler setting its timesteps, not only by a rising
+    timestep: after an interrupted run (the transformer left at a low timestep), a new one that
+    starts below it (as video-to-video with strength < 1 does) still begins with the dense warm-up
+    steps. The wrapper keeps set_timesteps' signature (diffusers inspects it for sigmas support)
+    and disable() removes it."""
+    import inspect
+
+    from diffusers.pipelines.hunyuan_video.pipeline_hunyuan_video import retrieve_timesteps
+
+    pipe = make_pipe()
+    scheduler = pipe.scheduler
+    signature = inspect.signature(scheduler.set_timesteps)
+    assert "set_timesteps" not in vars(scheduler)
+    state = dynamicrad.enable(pipe, **{**OPTIONS, "warmup_steps": 2})
+    assert inspect.signature(scheduler.set_timesteps) == signature
+
+    # an interrupted generation: three calls of falling timesteps, the last one low
+    state.step, state.call_in_step, state._last_timestep = 2, 0, 100.0
+    retrieve_timesteps(scheduler, STEPS, "cpu", sigmas=[1.0, 0.6, 0.3])  # HunyuanVideo's pipeline path
+    assert (state.step, state.call_in_step, state._last_timestep) == (0, 0, None)
+    # left below nothing: without the reset, the new generation's first (lower) timestep would count
+    # as step 3, past the warm-up
+    state.step, state._last_timestep = 2, 1e9
+
+    seen = []
+    hook = pipe.transformer.register_forward_pre_hook(lambda *a: seen.append((state.step, state.is_dense(1))))
+    _generate(pipe)
+    hook.remove()
+    # two guidance calls a step; the hook runs before the entry hook counts the call: the first
+    # call of the generation sees the state that set_timesteps reset
+    assert seen[0] == (0, True)
+
+    dynamicrad.disable(pipe)
+    assert "set_timesteps" not in vars(scheduler)
+    assert inspect.signature(scheduler.set_timesteps) == signature
+
+
+def test_disable_keeps_a_set_timesteps_wrapper_installed_by_someone_else(make_pipe):
+    pipe = make_pipe()
+    calls = []
+    original = pipe.scheduler.set_timesteps
+
+    def theirs(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    pipe.scheduler.set_timesteps = theirs
+    state = dynamicrad.enable(pipe, **OPTIONS)
+    state.step = 5
+    pipe.scheduler.set_timesteps(STEPS)
+    assert state.step == 0 and calls == [1]
+    dynamicrad.disable(pipe)
+    assert pipe.scheduler.set_timesteps is theirs
+
+
+def test_a_failed_install_on_the_second_transformer_undoes_the_first(make_pipe, helpers, monkeypatch):
+    """Wan2.2: enable() installs on transformer, then transformer_2; a failure on the second leaves
+    both exactly as they were (processors, hooks, no state attribute, the scheduler's own method)."""
+    from dynamicrad.integrations import wan
+
+    pipe = make_pipe(two_stage=True)
+    snapshots = [(helpers.hook_snapshot(m), helpers.processor_snapshot(m)) for m in (pipe.transformer, pipe.transformer_2)]
+    install = wan.install
+
+    def failing(model, state, first_layer=0):
+        if model is pipe.transformer_2:
+            raise RuntimeError("install failed")
+        install(model, state, first_layer)
+
+    monkeypatch.setattr(wan, "install", failing)
+    with pytest.raises(RuntimeError, match="install failed"):
+        dynamicrad.enable(pipe, **OPTIONS)
+    for model, (hooks, processors) in zip((pipe.transformer, pipe.transformer_2), snapshots):
+        assert helpers.hook_snapshot(model) == hooks
+        assert all(helpers.processor_snapshot(model)[n] is p for n, p in processors.items())
+        assert not hasattr(model, "dynamicrad_state")
+    assert "set_timesteps" not in vars(pipe.scheduler)
+    monkeypatch.setattr(wan, "install", install)
+    dynamicrad.disable(dynamicrad.enable(pipe, **OPTIONS) and pipe)  # and it can be enabled afterwards

@@ -16,6 +16,7 @@
 #include "dynamicrad/select.h"
 #include "dynamicrad/synthetic.h"
 #include "engine_flags.h"
+#include "output_path.h"
 #include "report.h"
 
 namespace dynamicrad::cli {
@@ -78,6 +79,7 @@ int run_mask(const std::vector<std::string>& args) {
   const std::string png_path = flags.text("png");
   const LutChoice choice = lut_choice_from_flags(flags);
   const SelectionMode mode = choice.entry.selection.mode;
+  require_writable(png_path);  // before the synthetic data and the mask, which take a while
 
   SyntheticOptions synthetic;
   synthetic.drift = regime_drift(choice.regime);

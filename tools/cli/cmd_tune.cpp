@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <iostream>
 #include <map>
@@ -25,6 +26,7 @@
 #include "dynamicrad/tune.h"
 #include "dynamicrad/tune_json.h"
 #include "engine_flags.h"
+#include "output_path.h"
 #include "report.h"
 #include "tune_plot.h"
 
@@ -42,8 +44,8 @@ FlagSet tune_flags() {
       {"scene-seed", "N", "seed of the proxy scene", "1", {}},
       {"scene", "KIND", "proxy task: the paper's AR drift or the physics scene", "physics",
        {"drift", "physics"}},
-      {"target-sparsity", "X", "block sparsity under which the loss is penalised", "0.80",
-       {"0.80", "0.85", "0.90"}},
+      {"target-sparsity", "X", "block sparsity under which the loss is penalised (0.80 | 0.85 | 0.90)",
+       "0.80", {}},
       {"penalty", "X", "loss per unit of sparsity under the target", "10", {}},
       {"regimes", "LIST", "comma-separated motion regimes to tune", "low,mid,high", {}},
       {"modes", "LIST", "comma-separated modes (static-ratio, dynamic-threshold, radial-prior)",
@@ -104,10 +106,32 @@ auto as_usage(const std::string& flag, Fn&& parse) {
   }
 }
 
-// auto: the CUDA engine when this build has it and a GPU is visible.
+// The target sparsities the tuner is calibrated for, compared as numbers (0.8 is 0.80).
+constexpr double kTargetSparsities[] = {0.80, 0.85, 0.90};
+
+double target_sparsity(const FlagSet& flags) {
+  const std::string text = flags.text("target-sparsity");
+  char* end = nullptr;
+  const double target = std::strtod(text.c_str(), &end);
+  const bool numeric = !text.empty() && *end == '\0';
+  for (double allowed : kTargetSparsities) {
+    if (numeric && target == allowed) return target;
+  }
+  throw UsageError("--target-sparsity = '" + text + "': allowed values are 0.80, 0.85, 0.90");
+}
+
+// auto: the CUDA engine when this build has it and a GPU is visible. cuda in a build without it is
+// a usage error (exit 2), found before any work.
 Device resolve_device(const std::string& text) {
   if (text == "cpu") return Device::cpu;
-  if (text == "cuda") return Device::cuda;
+  if (text == "cuda") {
+    if (!built_with_cuda()) {
+      throw UsageError("--device = cuda: this dynamicrad was built without CUDA (DYNAMICRAD_CUDA=OFF); "
+                       "allowed values here are auto, cpu");
+    }
+    if (cuda_device_count() == 0) throw Error("--device", "cuda, but no CUDA device is visible");
+    return Device::cuda;
+  }
   return built_with_cuda() && cuda_device_count() > 0 ? Device::cuda : Device::cpu;
 }
 
@@ -132,7 +156,7 @@ TuneOptions options_from_flags(const FlagSet& flags, std::string* label) {
   o.seed = static_cast<std::uint64_t>(flags.integer("seed", 0, INT64_MAX));
   o.scene_seed = static_cast<std::uint64_t>(flags.integer("scene-seed", 0, INT64_MAX));
   o.scene = parse_scene_kind(flags.text("scene"));
-  o.target_sparsity = flags.number("target-sparsity", 0.0, 0.99);
+  o.target_sparsity = target_sparsity(flags);
   o.penalty = flags.number("penalty", 0.0, 1e6);
   o.threads = static_cast<int>(flags.integer("threads", 0, 1024));
   o.initial_points = static_cast<int>(flags.integer("initial", 0, o.trials));
@@ -288,6 +312,7 @@ int run_tune(const std::vector<std::string>& args) {
   if (flags.given("plot")) {
     const std::vector<std::string> files = split_list(flags.text("plot"));
     if (files.empty()) throw UsageError("--plot: expected a comma-separated list of CSV files");
+    require_writable(flags.text("png"));
     write_csv_plot(flags.text("png"), files, flags.text("title"),
                    static_cast<std::size_t>(flags.integer("plot-trials", 0, 1000000)));
     std::cout << "wrote " << flags.text("png") << " from " << files.size() << " CSV file(s)\n";
@@ -307,15 +332,21 @@ int run_tune(const std::vector<std::string>& args) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) throw Error(dir.string(), "cannot create the output folder: " + ec.message());
+  const std::string lut_path = (dir / "lut.json").string();
+  const std::string csv_path = (dir / "trials.csv").string();
+  const std::string png_path = (dir / "convergence.png").string();
+  // Before the tuning, which takes minutes.
+  const bool writes_lut = std::any_of(o.modes.begin(), o.modes.end(),
+                                      [](TuneMode m) { return m != TuneMode::radial_prior; });
+  if (writes_lut) require_writable(lut_path);
+  require_writable(csv_path);
+  require_writable(png_path);
 
   Progress progress;
   const auto start = std::chrono::steady_clock::now();
   const TuneResult result = tune(o, [&](const TuneProgress& p) { progress(p); });
   const double total_s = seconds_since(start);
 
-  const std::string lut_path = (dir / "lut.json").string();
-  const std::string csv_path = (dir / "trials.csv").string();
-  const std::string png_path = (dir / "convergence.png").string();
   if (!result.lut.entries.empty()) {
     Lut lut = result.lut;
     // The taus are absolute for the --lut-geometry preset; say so in the file.

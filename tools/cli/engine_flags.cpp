@@ -1,5 +1,7 @@
 #include "engine_flags.h"
 
+#include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <sstream>
 
@@ -9,7 +11,12 @@
 namespace dynamicrad::cli {
 namespace {
 
-constexpr std::int64_t kMaxSize = std::int64_t{1} << 31;
+// Sizes must keep frames * height * width + text_tokens below 2^31 (geometry.h), so no single size
+// may exceed 2^31 - 1.
+constexpr std::int64_t kMaxSize = std::numeric_limits<std::int32_t>::max();
+constexpr const char* kTokenRule = "; frames * height * width + text_tokens must be < 2^31";
+// geometry.head_dim's range (geometry.h).
+constexpr std::int64_t kMaxHeadDim = 512;
 
 // The flag that sets each validated geometry field.
 struct GeometryField {
@@ -43,20 +50,25 @@ std::string allowed_of(const Error& e) {
   return at != std::string::npos ? text.substr(at) : problem_of(e);
 }
 
-// Validates a default-constructed params struct with only the overridden field set, so that a
-// failure names the flag that caused it.
+// A LUT override: a number as strtod reads it, validated in a default-constructed params struct with
+// only this field set, so that a failure names the flag and the field's own range
+// ("--r-near = 2: allowed range [0, 1]"). Text that is no number is checked as NaN, which no range
+// holds, to state the same range.
 template <typename Params>
-void check_override(const std::string& flag, const std::string& value, const Params& params) {
+double override_number(const FlagSet& flags, const std::string& flag, double Params::*field) {
+  const std::string text = flags.text(flag);
+  char* end = nullptr;
+  const double parsed = std::strtod(text.c_str(), &end);
+  const bool numeric = !text.empty() && *end == '\0';
+  Params single;
+  single.*field = numeric ? parsed : std::numeric_limits<double>::quiet_NaN();
   try {
-    validate(params);
+    validate(single);
   } catch (const Error& e) {
-    throw UsageError("--" + flag + " = " + value + ": " + allowed_of(e));
+    const std::string shown = numeric ? text + ":" : "'" + text + "': expected a number,";
+    throw UsageError("--" + flag + " = " + shown + " " + allowed_of(e));
   }
-}
-
-double any_number(const FlagSet& flags, const std::string& name) {
-  return flags.number(name, -std::numeric_limits<double>::max(),
-                      std::numeric_limits<double>::max());
+  return parsed;
 }
 
 }  // namespace
@@ -94,15 +106,22 @@ VideoGeometry geometry_from_flags(const FlagSet& flags, std::string* label) {
   } else {
     *label = "custom";
   }
-  auto size = [&](const char* flag, std::int64_t min, std::int64_t* field) {
-    if (!preset || flags.given(flag)) *field = flags.integer(flag, min, kMaxSize);
+  // `rule`: a limit the size shares with others, added to a range error.
+  auto size = [&](const char* flag, std::int64_t min, std::int64_t max, const char* rule,
+                  std::int64_t* field) {
+    if (preset && !flags.given(flag)) return;
+    try {
+      *field = flags.integer(flag, min, max);
+    } catch (const UsageError& e) {
+      throw UsageError(e.what() + std::string(rule));
+    }
   };
-  size("frames", 1, &g.frames);
-  size("height", 1, &g.height);
-  size("width", 1, &g.width);
-  size("text-tokens", 0, &g.text_tokens);
-  size("heads", 1, &g.heads);
-  size("head-dim", 1, &g.head_dim);
+  size("frames", 1, kMaxSize, kTokenRule, &g.frames);
+  size("height", 1, kMaxSize, kTokenRule, &g.height);
+  size("width", 1, kMaxSize, kTokenRule, &g.width);
+  size("text-tokens", 0, kMaxSize, kTokenRule, &g.text_tokens);
+  size("heads", 1, kMaxSize, "", &g.heads);
+  size("head-dim", 1, kMaxHeadDim, "", &g.head_dim);
   if (!preset || flags.given("block"))
     g.block_size = static_cast<int>(flags.integer("block", 32, 128));
   if (!preset || flags.given("order")) g.order = parse_token_order(flags.text("order"));
@@ -116,6 +135,9 @@ VideoGeometry geometry_from_flags(const FlagSet& flags, std::string* label) {
   } catch (const Error& e) {
     for (const GeometryField& f : kGeometryFields) {
       if (e.field() == f.field) throw UsageError(std::string("--") + f.flag + ": " + problem_of(e));
+    }
+    if (e.field() == "geometry") {  // the token count, a rule over several flags
+      throw UsageError("--frames, --height, --width, --text-tokens: " + problem_of(e));
     }
     throw UsageError(e.what());
   }
@@ -166,15 +188,16 @@ LutChoice lut_choice_from_flags(const FlagSet& flags) {
   const bool from_file = flags.given("lut");
   choice.lut_source = from_file ? flags.text("lut") : "built-in";
   const Lut lut = from_file ? load_lut(flags.text("lut")) : default_lut();
-  choice.entry = lut.find(choice.regime, mode);
+  try {
+    choice.entry = lut.find(choice.regime, mode);
+  } catch (const Error& e) {
+    throw Error(choice.lut_source, problem_of(e));  // which table lacks the row
+  }
 
   RadialPriorParams& prior = choice.entry.prior;
   auto prior_number = [&](const char* flag, double RadialPriorParams::*field) {
     if (!flags.given(flag)) return;
-    RadialPriorParams single;
-    single.*field = any_number(flags, flag);
-    check_override(flag, flags.text(flag), single);
-    prior.*field = single.*field;
+    prior.*field = override_number(flags, flag, field);
   };
   prior_number("gamma", &RadialPriorParams::gamma);
   prior_number("lambda", &RadialPriorParams::lambda);
@@ -191,10 +214,7 @@ LutChoice lut_choice_from_flags(const FlagSet& flags) {
       throw UsageError(std::string("--") + flag + " applies to mode " + to_string(for_mode) +
                        " only; the mode is " + to_string(mode));
     }
-    SelectionParams single;
-    single.*field = any_number(flags, flag);
-    check_override(flag, flags.text(flag), single);
-    selection.*field = single.*field;
+    selection.*field = override_number(flags, flag, field);
   };
   selection_number("r-near", &SelectionParams::r_near, SelectionMode::static_ratio);
   selection_number("r-far", &SelectionParams::r_far, SelectionMode::static_ratio);

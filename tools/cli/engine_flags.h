@@ -29,8 +29,8 @@ struct LutChoice {
   std::string lut_source;  // "built-in" or the file path
 };
 
-// Loads the LUT (a bad file throws dynamicrad::Error naming it: a runtime error, not a usage
-// error), picks the row and applies the overrides.
+// Loads the LUT (a bad file, or one without the asked-for row, throws dynamicrad::Error naming it: a
+// runtime error, not a usage error), picks the row and applies the overrides.
 LutChoice lut_choice_from_flags(const FlagSet& flags);
 
 // "gamma 1 lambda 1 theta_m 0.6 ..." and "r_near 0.5 r_far 0.2" (or the two taus) for reports.

@@ -36,8 +36,8 @@ void FlagSet::parse(const std::vector<std::string>& args) {
       continue;
     }
     if (word.rfind("--", 0) != 0 || word.size() == 2) {
-      throw UsageError("unexpected argument '" + word + "' (flags start with --; see " + command_ +
-                       " --help)");
+      // main() adds the pointer to --help.
+      throw UsageError("unexpected argument '" + word + "' (flags start with --)");
     }
     const std::size_t eq = word.find('=');
     const std::string name = word.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);

@@ -84,6 +84,11 @@ int main(int argc, char** argv) {
       return fail(kExitRuntime, e.what());
     }
   }
+  if (first.rfind("-", 0) == 0) {
+    return fail(kExitUsage, "unknown option '" + first +
+                                "'; allowed options before a command are --help, --version (see "
+                                "dynamicrad --help)");
+  }
   std::string names;
   for (const Command& c : kCommands) names += std::string(names.empty() ? "" : ", ") + c.name;
   return fail(kExitUsage, "unknown command '" + first + "'; allowed commands are " + names +

@@ -6,9 +6,12 @@ HunyuanVideoImageToVideoPipeline)."""
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 from typing import Any
 
-from ..config import DynamicRadConfig
+from ..config import DynamicRadConfig, check_selection_mode
 from ..state import DynamicRadState
 
 _SUPPORTED = ("WanTransformer3DModel", "HunyuanVideoTransformer3DModel")
@@ -27,6 +30,11 @@ def _transformers(target: Any) -> list:
 
 def _family(model: Any) -> str:
     name = type(model).__name__
+    if hasattr(model, "_orig_mod"):  # torch.compile's OptimizedModule
+        raise TypeError(
+            f"{name} of {type(model._orig_mod).__name__}: the transformer is already compiled; call "
+            "dynamicrad.enable() before torch.compile (or on the uncompiled model, then compile it)"
+        )
     if name == "WanTransformer3DModel":
         return "wan"
     if name == "HunyuanVideoTransformer3DModel":
@@ -54,6 +62,8 @@ def _check_options(config: DynamicRadConfig) -> None:
         except ValueError as e:
             raise ValueError(f"lut_geometry = {config.lut_geometry!r}: {e}") from None
     entry = lut_entry(config.regime, config.mode, config.lut, geometry, config.lut_geometry)
+    if config.mode is None:
+        check_selection_mode(config.selection, entry.selection.mode, f"regime {config.regime!r}'s default")
     engine = Engine(geometry, prior={**entry.prior, **config.prior}, threads=1)
     try:
         selection = dataclasses.replace(entry.selection, **config.selection)
@@ -63,16 +73,74 @@ def _check_options(config: DynamicRadConfig) -> None:
         engine.close()
 
 
+def _reset_on_set_timesteps(target: Any, state: DynamicRadState) -> None:
+    """A pipeline's scheduler sets its timesteps at the start of every generation: the step count
+    starts over there (a rising timestep alone misses a generation that starts below the last one,
+    e.g. video-to-video with strength < 1, or after an interrupted run). The wrapper keeps the
+    method's signature, which diffusers inspects for ``timesteps`` / ``sigmas`` support."""
+    scheduler = getattr(target, "scheduler", None)
+    set_timesteps = getattr(scheduler, "set_timesteps", None)
+    if not callable(set_timesteps):
+        return
+    own = vars(scheduler)
+    had, previous = "set_timesteps" in own, own.get("set_timesteps")
+
+    @functools.wraps(set_timesteps)
+    def wrapper(*args, **kwargs):
+        state.reset()
+        return set_timesteps(*args, **kwargs)
+
+    scheduler.set_timesteps = wrapper
+
+    def undo():
+        if had:
+            scheduler.set_timesteps = previous
+        elif vars(scheduler).get("set_timesteps") is wrapper:
+            del scheduler.set_timesteps
+
+    state.add_restore(undo)
+
+
+def _forget_state(model: Any) -> None:
+    if "dynamicrad_state" in vars(model):
+        del model.dynamicrad_state
+
+
 def enable(target: Any, config: DynamicRadConfig | None = None, **options: Any) -> DynamicRadState:
     """Switches a pipeline's (or transformer's) video self-attention to DynamicRad.
 
-    Options are those of ``DynamicRadConfig`` (regime, mode, lut, warmup_steps, dense_layers,
-    dense_padding, refresh_interval, token_order, block_size, prior, selection, threads, ...), given
-    either as a config or as keywords. Cross-attention stays stock. Returns the state (also kept as
-    ``transformer.dynamicrad_state``); ``disable(target)`` restores the stock processors exactly."""
+    ``target``: a WanPipeline / WanImageToVideoPipeline (Wan2.1 and Wan2.2, both of Wan2.2's
+    transformers), a HunyuanVideoPipeline / HunyuanVideoImageToVideoPipeline, or one of their
+    transformers (WanTransformer3DModel, HunyuanVideoTransformer3DModel) with the stock attention
+    processors, not yet compiled. Options are those of ``DynamicRadConfig`` (regime, mode, lut,
+    warmup_steps, dense_layers, dense_padding, dense_backend, refresh_interval, token_order, block_size,
+    prior, selection, threads, ...), given either as a config or as keywords. Cross-attention stays
+    stock.
+
+    Returns the state (also kept as ``transformer.dynamicrad_state``); ``disable(target)`` restores
+    the stock processors exactly. Steps are counted from the transformer's timesteps; given a
+    pipeline, the count also starts over whenever its scheduler sets new timesteps (a new
+    generation); given a transformer, call ``state.reset()`` before a generation that starts below
+    the last one's timestep.
+
+    One state serves one generation at a time: two threads running one enabled pipeline at once
+    would mix their step counts and layouts.
+
+    Raises TypeError for a target or option of the wrong kind, ValueError for an option out of its
+    range (the message names the field and the allowed values)."""
     if config is not None and options:
         raise ValueError("pass either a DynamicRadConfig or keyword options, not both")
-    config = config if config is not None else DynamicRadConfig(**options)
+    if config is not None and not isinstance(config, DynamicRadConfig):
+        raise TypeError(f"config: must be a DynamicRadConfig, got {type(config).__name__} "
+                        "(or pass the options as keywords: enable(pipe, regime='high', ...))")
+    if config is None:
+        known = [f.name for f in dataclasses.fields(DynamicRadConfig)]
+        for key in options:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise TypeError(f"{key}: unknown option{hint}; allowed: {', '.join(known)}")
+        config = DynamicRadConfig(**options)
     config.validate()
     models = _transformers(target)
     families = {_family(m) for m in models}
@@ -86,12 +154,17 @@ def enable(target: Any, config: DynamicRadConfig | None = None, **options: Any) 
         from .hunyuan_video import install, self_attention_layers
     _check_options(config)
     counts = [len(self_attention_layers(m)) for m in models]
+    if config.dense_layers > min(counts):
+        raise ValueError(f"dense_layers = {config.dense_layers}: the transformer has {min(counts)} self-attention "
+                         f"layers; allowed range [0, {min(counts)}]")
     state = DynamicRadState(config, family, sum(counts))
     try:
         for model, first_layer in zip(models, [sum(counts[:i]) for i in range(len(models))]):
             install(model, state, first_layer)
             model.dynamicrad_state = state
-            state.add_restore(lambda m=model: setattr(m, "dynamicrad_state", None))
+            state.add_restore(lambda m=model: _forget_state(m))
+        if target is not models[0]:
+            _reset_on_set_timesteps(target, state)
     except Exception:
         state.restore()
         raise

@@ -31,6 +31,17 @@ class LayerProcessor:
         """The stock processor this one replaced."""
         return self.dispatch.stock[self.layer_in_model]
 
+    # diffusers' set_attention_backend() / reset_attention_backend() set this attribute on every
+    # processor that has one: it reaches the stock processor, whose attention backend the dense
+    # layers and warm-up steps run.
+    @property
+    def _attention_backend(self):
+        return getattr(self.stock, "_attention_backend", None)
+
+    @_attention_backend.setter
+    def _attention_backend(self, backend):
+        self.stock._attention_backend = backend
+
 
 def argument(args: tuple, kwargs: dict, index: int, name: str) -> Any:
     """A forward argument given by position or keyword (diffusers pipelines use keywords)."""
@@ -52,6 +63,18 @@ def video_shape(latents: torch.Tensor, patch: tuple) -> VideoShape:
             f"{pt} x {ph} x {pw}: the token geometry would not match the model's"
         )
     return VideoShape(f // pt, h // ph, w // pw)
+
+
+def check_stock_processors(layers: list, names: tuple, stock: tuple) -> None:
+    """TypeError unless every layer runs one of the ``stock`` processor classes (by name): DynamicRad
+    replaces the stock attention arithmetic, and another processor's behaviour would silently go."""
+    for name, attn in zip(names, layers):
+        kind = type(attn.processor).__name__
+        if kind not in stock:
+            raise TypeError(
+                f"{name}: its attention processor is {kind}, not the stock {' / '.join(stock)}; DynamicRad "
+                "replaces the stock processor only (put the stock one back before enable())"
+            )
 
 
 def install_processors(

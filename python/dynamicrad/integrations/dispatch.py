@@ -33,8 +33,8 @@ try:  # torch >= 2.10: Python objects as custom-operator arguments
 except ImportError:  # pragma: no cover - older torch
     OpaqueBase, register_opaque_type = object, None
 
-# sparse(layer, q, k, v, text_tokens, pooled): pooled is None or (pooled_q, pooled_k), the block means
-# of the first blocks already computed (ops.norm_rotary_pooled).
+# sparse(layer, q, k, v, text_tokens, pooled): pooled is None or (pooled_q, pooled_k, pool_block), the
+# block means of the first blocks already computed (ops.norm_rotary_pooled) and their block size.
 SparseAttention = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor, int, Optional[tuple]], torch.Tensor]
 # dense(stock_attention, q, k, v, text_tokens): the dense attention of a padded call, where
 # stock_attention(q, k, v) is the stock processor's attention without a mask.
@@ -80,7 +80,7 @@ class LayerDispatch(OpaqueBase):
 
     def __call__(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attention_mask: Optional[torch.Tensor],
                  text_tokens: int, pooled_q: Optional[torch.Tensor] = None,
-                 pooled_k: Optional[torch.Tensor] = None) -> torch.Tensor:
+                 pooled_k: Optional[torch.Tensor] = None, pool_block: int = 0) -> torch.Tensor:
         state = self.state
         state.check_in_call()
         index = self.cursor
@@ -100,7 +100,7 @@ class LayerDispatch(OpaqueBase):
             if attention_mask is not None and self.dense is not None and state.config.dense_padding == "drop":
                 return self.dense(lambda q, k, v: _stock_attention(stock, q, k, v, None), q, k, v, text_tokens)
             return _stock_attention(stock, q, k, v, attention_mask)
-        pooled = None if pooled_q is None or pooled_k is None else (pooled_q, pooled_k)
+        pooled = None if pooled_q is None or pooled_k is None else (pooled_q, pooled_k, pool_block)
         return self.sparse(layer, q, k, v, text_tokens, pooled)
 
 
@@ -137,26 +137,28 @@ if register_opaque_type is not None:
         dispatch: LayerDispatch,
         pooled_q: Optional[torch.Tensor] = None,
         pooled_k: Optional[torch.Tensor] = None,
+        pool_block: int = 0,
     ) -> torch.Tensor:
-        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k)
+        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k, pool_block)
 
     @_layer_attention.register_fake
-    def _(q, k, v, attention_mask, text_tokens, dispatch, pooled_q=None, pooled_k=None):
+    def _(q, k, v, attention_mask, text_tokens, dispatch, pooled_q=None, pooled_k=None, pool_block=0):
         return torch.empty_like(q, memory_format=torch.contiguous_format)
 
     def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch,
                         pooled: Optional[tuple] = None) -> torch.Tensor:
         """Attention of the transformer's next self-attention layer; q, k, v: [batch, tokens, heads,
         head_dim] (video tokens, then ``text_tokens`` text tokens); returns the same shape. ``pooled``:
-        (pooled_q, pooled_k), the block means of the first blocks if already computed (used by sparse
-        layers that select)."""
-        pooled_q, pooled_k = (None, None) if pooled is None else pooled
-        return torch.ops.dynamicrad.layer_attention(q, k, v, attention_mask, text_tokens, dispatch, pooled_q, pooled_k)
+        (pooled_q, pooled_k, pool_block), the block means of the first blocks if already computed and
+        the tokens each was taken over (used by sparse layers that select)."""
+        pooled_q, pooled_k, pool_block = (None, None, 0) if pooled is None else pooled
+        return torch.ops.dynamicrad.layer_attention(q, k, v, attention_mask, text_tokens, dispatch, pooled_q, pooled_k,
+                                                    pool_block)
 
 else:  # pragma: no cover - older torch
 
     @torch.compiler.disable
     def layer_attention(q, k, v, attention_mask, text_tokens: int, dispatch: LayerDispatch,
                         pooled: Optional[tuple] = None) -> torch.Tensor:
-        pooled_q, pooled_k = (None, None) if pooled is None else pooled
-        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k)
+        pooled_q, pooled_k, pool_block = (None, None, 0) if pooled is None else pooled
+        return dispatch(q, k, v, attention_mask, text_tokens, pooled_q, pooled_k, pool_block)

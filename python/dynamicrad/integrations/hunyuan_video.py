@@ -17,12 +17,22 @@ from diffusers.models.normalization import RMSNorm
 
 from ..ops import norm_rotary, norm_rotary_pooled
 from ..state import DynamicRadState
-from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
+from .common import (
+    LayerProcessor, add_hook, argument, check_stock_processors, install_entry_hooks, install_processors, video_shape,
+)
 from .dispatch import layer_attention
+
+
+STOCK_PROCESSORS = ("HunyuanVideoAttnProcessor2_0",)
 
 
 def self_attention_layers(model) -> list:
     return [b.attn for b in model.transformer_blocks] + [b.attn for b in model.single_transformer_blocks]
+
+
+def _layer_names(model) -> list:
+    return ([f"transformer_blocks.{i}.attn" for i in range(len(model.transformer_blocks))]
+            + [f"single_transformer_blocks.{i}.attn" for i in range(len(model.single_transformer_blocks))])
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -56,7 +66,7 @@ class HunyuanVideoAttentionProcessor(LayerProcessor):
             blocks = (video // self.block_size if text else -(-video // self.block_size)) if self.fused_pooling else 0
             query, pooled_q = _norm_rotary_pass(query, attn.norm_q, image_rotary_emb, video, self.block_size, blocks)
             key, pooled_k = _norm_rotary_pass(key, attn.norm_k, image_rotary_emb, video, self.block_size, blocks)
-            pooled = None if pooled_q is None else (pooled_q, pooled_k)
+            pooled = None if pooled_q is None else (pooled_q, pooled_k, self.block_size)
         else:  # the stock arithmetic (inline: a helper's arguments would keep the projections alive)
             if attn.norm_q is not None:
                 query = attn.norm_q(query)
@@ -115,15 +125,19 @@ def _norm_rotary_pass(x: torch.Tensor, norm, rotary_emb: tuple, video: int, bloc
 
 
 def _fusable_norm(norm, query: torch.Tensor) -> bool:
-    """HunyuanVideo's qk_norm "rms_norm": diffusers' RMSNorm over each head, weighted, in Q's dtype."""
+    """HunyuanVideo's qk_norm "rms_norm": diffusers' RMSNorm over each head, weighted, in Q's dtype, on
+    Q's device (a weight elsewhere, e.g. offloaded to "meta": the stock path calls the module, so the
+    offload hooks run)."""
     return (type(norm) is RMSNorm and norm.weight is not None and getattr(norm, "bias", None) is None
-            and norm.weight.dtype == query.dtype and tuple(norm.weight.shape) == (query.shape[3],))
+            and norm.weight.dtype == query.dtype and tuple(norm.weight.shape) == (query.shape[3],)
+            and norm.weight.device == query.device)
 
 
 def grouped_attention(state: DynamicRadState, attend, query, key, value, text: int, pooled=None) -> torch.Tensor:
     """Joint attention with the padded text tokens left out: ``attend(q, k, v, n, pooled)`` runs on
     batch elements that share the valid text length n, on their video + n valid tokens; ``pooled``
-    (None or the block means of the video blocks of q and k) follows the batch elements."""
+    (None or (pooled_q, pooled_k, pool_block): the block means of the video blocks of q and k) follows
+    the batch elements."""
     batch = query.shape[0]
     lengths = state.text_lengths if state.text_lengths is not None else [text] * batch
     if len(lengths) != batch or any(not 0 <= n <= text for n in lengths):
@@ -143,7 +157,7 @@ def grouped_attention(state: DynamicRadState, attend, query, key, value, text: i
         rows = [b for b in range(batch) if lengths[b] == n]
         index = torch.tensor(rows, device=query.device)
         part = [t.index_select(0, index)[:, : video + n].contiguous() for t in (query, key, value)]
-        part_pooled = None if pooled is None else tuple(t.index_select(0, index) for t in pooled)
+        part_pooled = None if pooled is None else (*(t.index_select(0, index) for t in pooled[:2]), pooled[2])
         out[index, : video + n] = attend(*part, n, part_pooled)
     return out
 
@@ -151,6 +165,8 @@ def grouped_attention(state: DynamicRadState, attend, query, key, value, text: i
 def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
     config = model.config
     patch = (config.patch_size_t, config.patch_size, config.patch_size)
+    layers = self_attention_layers(model)
+    check_stock_processors(layers, _layer_names(model), STOCK_PROCESSORS)
     if state.config.token_order != "raster" and getattr(config, "image_condition_type", None) == "token_replace":
         raise ValueError(
             "token_order = 'tiled3d' is not supported with image_condition_type='token_replace' "
@@ -161,8 +177,10 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
         latents = argument(args, kwargs, 0, "hidden_states")
         timestep = argument(args, kwargs, 1, "timestep")
         mask = argument(args, kwargs, 3, "encoder_attention_mask")
+        video = video_shape(latents, patch)
+        state.check_device(latents.device, config.attention_head_dim)
         lengths = None if mask is None else [int(n) for n in mask.sum(dim=1).tolist()]
-        state.begin_call(timestep, video_shape(latents, patch), lengths)
+        state.begin_call(timestep, video, lengths)
         dispatch.reset()
 
     def sparse(layer, q, k, v, text_tokens, pooled):
@@ -178,9 +196,7 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
             state, lambda q, k, v, n, pooled: state.dense_attention(q, k, v, n), q, k, v, text_tokens
         )
 
-    dispatch = install_processors(
-        self_attention_layers(model), HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense, engine_dense
-    )
+    dispatch = install_processors(layers, HunyuanVideoAttentionProcessor, state, first_layer, sparse, dense, engine_dense)
     install_entry_hooks(model, state, on_entry)
     if state.config.token_order != "raster":
         _install_token_order(model, state)

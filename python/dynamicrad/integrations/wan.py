@@ -9,8 +9,14 @@ import torch
 
 from ..ops import norm_rotary, rotary
 from ..state import DynamicRadState
-from .common import LayerProcessor, add_hook, argument, install_entry_hooks, install_processors, video_shape
+from .common import (
+    LayerProcessor, add_hook, argument, check_stock_processors, install_entry_hooks, install_processors, video_shape,
+)
 from .dispatch import layer_attention
+
+
+# diffusers' Wan self-attention processors (WanAttnProcessor2_0 is the older name).
+STOCK_PROCESSORS = ("WanAttnProcessor", "WanAttnProcessor2_0")
 
 
 def self_attention_layers(model) -> list:
@@ -79,8 +85,8 @@ class WanSelfAttentionProcessor(LayerProcessor):
         if not (self.fused_rotary and self.fused_norm):
             return False
         shape = (query.shape[0], query.shape[1], attn.heads, query.shape[2] // attn.heads)
-        return (_fusable(shape, query, *rotary_emb) and _fusable_norm(attn.norm_q, query.shape[2])
-                and _fusable_norm(attn.norm_k, query.shape[2]))
+        return (_fusable(shape, query, *rotary_emb) and _fusable_norm(attn.norm_q, query)
+                and _fusable_norm(attn.norm_k, query))
 
 
 def _fusable(shape: tuple, x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: torch.Tensor) -> bool:
@@ -91,10 +97,12 @@ def _fusable(shape: tuple, x: torch.Tensor, freqs_cos: torch.Tensor, freqs_sin: 
             and tuple(freqs_sin.shape) == table and freqs_cos.device == x.device)
 
 
-def _fusable_norm(norm, width: int) -> bool:
-    """Wan's qk_norm "rms_norm_across_heads": a torch.nn.RMSNorm over all heads, with a weight."""
-    return (type(norm) is torch.nn.RMSNorm and tuple(norm.normalized_shape) == (width,)
-            and norm.weight is not None and norm.weight.is_floating_point())
+def _fusable_norm(norm, query: torch.Tensor) -> bool:
+    """Wan's qk_norm "rms_norm_across_heads": a torch.nn.RMSNorm over all heads, with a weight on
+    Q's device. (A weight elsewhere, e.g. on "meta" under accelerate's CPU offload, which moves it in
+    only when the module runs: the stock path calls the module, so its hooks run.)"""
+    return (type(norm) is torch.nn.RMSNorm and tuple(norm.normalized_shape) == (query.shape[2],)
+            and norm.weight is not None and norm.weight.is_floating_point() and norm.weight.device == query.device)
 
 
 def _eps(norm: torch.nn.RMSNorm) -> float:
@@ -104,11 +112,14 @@ def _eps(norm: torch.nn.RMSNorm) -> float:
 
 def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
     patch = tuple(model.config.patch_size)
+    layers = self_attention_layers(model)
+    check_stock_processors(layers, [f"blocks.{i}.attn1" for i in range(len(layers))], STOCK_PROCESSORS)
 
     def on_entry(args, kwargs):
         latents = argument(args, kwargs, 0, "hidden_states")
         timestep = argument(args, kwargs, 1, "timestep")
         video = video_shape(latents, patch)
+        state.check_device(latents.device, model.config.attention_head_dim)
         if state.config.token_order != "raster" and torch.is_tensor(timestep) and timestep.dim() == 2:
             raise ValueError(
                 "token_order = 'tiled3d': per-token timesteps (Wan2.2 TI2V) are not supported in the tiled order; "
@@ -123,8 +134,7 @@ def install(model, state: DynamicRadState, first_layer: int = 0) -> None:
     def engine_dense(q, k, v, text_tokens):
         return state.dense_attention(q, k, v)
 
-    dispatch = install_processors(self_attention_layers(model), WanSelfAttentionProcessor, state, first_layer, sparse,
-                                  engine_dense=engine_dense)
+    dispatch = install_processors(layers, WanSelfAttentionProcessor, state, first_layer, sparse, engine_dense=engine_dense)
     install_entry_hooks(model, state, on_entry)
     if state.config.token_order != "raster":
         _install_token_order(model, state)
