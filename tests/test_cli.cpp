@@ -88,7 +88,7 @@ TEST_F(Cli, CommandHelpMentionsEveryFlag) {
   Result attend = run("attend --help");
   EXPECT_EQ(attend.code, 0);
   for (const char* flag : shared) expect_mentions(attend.out, {flag});
-  expect_mentions(attend.out, {"--threads", "--repeats", "--recall-max-tokens"});
+  expect_mentions(attend.out, {"--threads", "--repeats", "--recall-max-tokens", "--reference-max-tokens"});
 
   Result lut = run("lut --help");
   EXPECT_EQ(lut.code, 0);
@@ -288,6 +288,18 @@ TEST_F(Cli, APositionalArgumentPointsToHelpOnce) {
   EXPECT_EQ(r.code, 2);
   expect_mentions(r.err, {"unexpected argument 'positional'", "(see dynamicrad attend --help)"});
   EXPECT_EQ(occurrences(r.err, "--help"), 1u) << r.err;
+}
+
+// A full-size preset would run the double-precision dense reference for hours: refused before any
+// work (no Q/K/V made, nothing on stdout), unless the limit is raised.
+TEST_F(Cli, AttendRefusesAReferenceTooLargeToFinish) {
+  const Result r = run("attend --preset wan2.1-14b-720p");
+  EXPECT_EQ(r.code, 2);
+  expect_mentions(r.err, {"--reference-max-tokens = 16384", "75600 tokens", "dynamicrad mask"});
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  const Result small = run(std::string("attend ") + kTiny + " --repeats 1 --threads 1 --reference-max-tokens 50");
+  EXPECT_EQ(small.code, 2);
+  expect_mentions(small.err, {"--reference-max-tokens = 50", "64 tokens"});
 }
 
 TEST_F(Cli, AnUnknownTopLevelOptionIsCalledAnOption) {

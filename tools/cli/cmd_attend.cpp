@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <utility>
 #include <vector>
 
@@ -48,6 +49,12 @@ FlagSet attend_flags() {
                    "N",
                    "measure the exact attention-mass recall only up to this many tokens",
                    "8192",
+                   {}});
+  specs.push_back({"reference-max-tokens",
+                   "N",
+                   "refuse geometries with more tokens: the double-precision dense reference grows with "
+                   "tokens^2 (a full-size preset takes hours on a CPU)",
+                   "16384",
                    {}});
   return FlagSet(
       "dynamicrad attend",
@@ -92,7 +99,20 @@ int run_attend(const std::vector<std::string>& args) {
   const int threads = static_cast<int>(flags.integer("threads", 0, 1024));
   const int repeats = static_cast<int>(flags.integer("repeats", 1, 1000));
   const std::int64_t recall_max = flags.integer("recall-max-tokens", 0, INT64_MAX);
+  const std::int64_t reference_max = flags.integer("reference-max-tokens", 1, INT64_MAX);
   const LutChoice choice = lut_choice_from_flags(flags);
+  if (total_tokens(geometry) > reference_max) {
+    const double multiply_adds = 2.0 * static_cast<double>(total_tokens(geometry)) *
+                                 static_cast<double>(total_tokens(geometry)) *
+                                 static_cast<double>(geometry.heads * geometry.head_dim);
+    std::ostringstream work;
+    work.precision(2);
+    work << multiply_adds;
+    throw UsageError("--reference-max-tokens = " + std::to_string(reference_max) + ": the geometry has " +
+                     std::to_string(total_tokens(geometry)) + " tokens, and the dense reference would take about " +
+                     work.str() + " double multiply-adds (hours on a CPU); raise --reference-max-tokens to run it "
+                     "anyway, or see the layout alone with `dynamicrad mask`");
+  }
 
   SyntheticOptions synthetic;
   synthetic.drift = regime_drift(choice.regime);
