@@ -96,6 +96,16 @@ TEST(CApi, EngineRunsAndMatchesTheCppEngine) {
   EXPECT_EQ(std::string(error).rfind("head", 0), 0u) << error;
   EXPECT_EQ(dr_engine_mask_png(e.handle, 1, 2, 0, 4, png.c_str(), error, sizeof error), DR_INVALID_ARGUMENT);
   EXPECT_EQ(std::string(error).rfind("batch", 0), 0u) << error;
+  // A file that cannot be written is a file error naming the path, not bad input.
+  const std::string nowhere = ::testing::TempDir() + "dynamicrad_no_such_folder/mask.png";
+  EXPECT_EQ(dr_engine_mask_png(e.handle, 1, 0, 0, 4, nowhere.c_str(), error, sizeof error), DR_FILE_ERROR);
+  EXPECT_EQ(std::string(error).rfind(nowhere + ": cannot open for writing", 0), 0u) << error;
+  std::vector<char> row(4096);
+  std::size_t needed = 0;
+  EXPECT_EQ(dr_lut_entry(nowhere.c_str(), "high", nullptr, nullptr, nullptr, row.data(), row.size(), &needed, error,
+                         sizeof error),
+            DR_FILE_ERROR);
+  EXPECT_EQ(std::string(error).rfind(nowhere + ": cannot open for reading", 0), 0u) << error;
 
   std::int32_t type = -5, ordinal = -5;
   ASSERT_EQ(dr_engine_device(e.handle, &type, &ordinal, error, sizeof error), DR_OK);

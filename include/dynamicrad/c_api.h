@@ -20,6 +20,7 @@ extern "C" {
 #define DR_INVALID_ARGUMENT 1 /* bad input; the message names the field and allowed range */
 #define DR_RUNTIME_ERROR 2    /* a device or system failure (CUDA error, out of memory) */
 #define DR_BUFFER_TOO_SMALL 3 /* an output buffer is too small; *needed says how large */
+#define DR_FILE_ERROR 4       /* a file could not be opened, read or written; the message names it */
 
 #define DR_DTYPE_F32 0
 #define DR_DTYPE_F16 1

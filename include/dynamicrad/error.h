@@ -22,4 +22,11 @@ class Error : public std::invalid_argument {
   std::string field_;
 };
 
+// A file that could not be opened, read or written (the field is its path): the system's problem,
+// not the content's. A file that opens but holds bad content is a plain Error.
+class FileError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace dynamicrad

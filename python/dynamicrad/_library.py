@@ -3,7 +3,8 @@
 The library is looked up beside this file (where ``pip install`` puts it) unless the environment
 variable ``DYNAMICRAD_LIBRARY`` names another build (for development: ``build/libdynamicrad_c.so``).
 Error codes become Python exceptions: invalid input -> ``ValueError`` (the message names the
-field), device or system failures -> ``RuntimeError``.
+field), a file that cannot be opened, read or written -> ``OSError`` (the message names it), device or
+system failures -> ``RuntimeError``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ DR_OK = 0
 DR_INVALID_ARGUMENT = 1
 DR_RUNTIME_ERROR = 2
 DR_BUFFER_TOO_SMALL = 3
+DR_FILE_ERROR = 4
 
 DTYPE_F32 = 0
 DTYPE_F16 = 1
@@ -144,6 +146,8 @@ def check(status: int, error: ctypes.Array, what: str) -> None:
     message = error.value.decode("utf-8", "replace") or f"{what} failed (status {status})"
     if status in (DR_INVALID_ARGUMENT, DR_BUFFER_TOO_SMALL):
         raise ValueError(message)
+    if status == DR_FILE_ERROR:
+        raise OSError(message)
     raise RuntimeError(f"{what}: {message}")
 
 

@@ -46,6 +46,9 @@ int guarded(char* error, size_t error_size, Body&& body) {
   try {
     body();
     return DR_OK;
+  } catch (const dr::FileError& e) {
+    write_message(e.what(), error, error_size);
+    return DR_FILE_ERROR;
   } catch (const dr::Error& e) {
     write_message(e.what(), error, error_size);
     return e.field() == "cuda" ? DR_RUNTIME_ERROR : DR_INVALID_ARGUMENT;

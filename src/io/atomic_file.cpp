@@ -64,14 +64,14 @@ Target resolve(const std::string& path) {
     if (p.string().rfind("/proc/", 0) == 0) return {p, true, own_descriptor(p)};
     if (!fs::is_symlink(fs::symlink_status(p, ec))) {
       const fs::file_status status = fs::status(p, ec);
-      if (fs::is_directory(status)) throw Error(path, "is a directory; expected a file path");
+      if (fs::is_directory(status)) throw FileError(path, "is a directory; expected a file path");
       return {p, fs::exists(status) && !fs::is_regular_file(status)};
     }
     const fs::path target = fs::read_symlink(p, ec);
-    if (ec) throw Error(path, "cannot read the symbolic link " + p.string() + ": " + ec.message());
+    if (ec) throw FileError(path, "cannot read the symbolic link " + p.string() + ": " + ec.message());
     p = target.is_absolute() ? target : p.parent_path() / target;
   }
-  throw Error(path, "too many levels of symbolic links");
+  throw FileError(path, "too many levels of symbolic links");
 }
 
 // Closes `file` after `write`; returns the first failure's reason, or "".
@@ -92,9 +92,9 @@ void write_in_place(const std::string& path, const Target& target, const FileWri
   } else {
     file = std::fopen(target.file.c_str(), "wb");
   }
-  if (file == nullptr) throw Error(path, "cannot open for writing: " + errno_text());
+  if (file == nullptr) throw FileError(path, "cannot open for writing: " + errno_text());
   const std::string reason = write_and_close(file, write);
-  if (!reason.empty()) throw Error(path, "cannot write: " + reason);
+  if (!reason.empty()) throw FileError(path, "cannot write: " + reason);
 }
 
 // Creates a new ".<name>.XXXXXX" beside `target` (permissions 0666 less the umask, like any new
@@ -120,7 +120,7 @@ int create_temporary(const fs::path& target, fs::path* temporary) {
 void write_replacing(const std::string& path, const fs::path& target, const FileWriter& write) {
   fs::path temporary;
   const int fd = create_temporary(target, &temporary);
-  if (fd < 0) throw Error(path, "cannot open for writing: " + errno_text());
+  if (fd < 0) throw FileError(path, "cannot open for writing: " + errno_text());
   std::FILE* file = ::fdopen(fd, "wb");
   std::string reason;
   if (file == nullptr) {
@@ -137,7 +137,7 @@ void write_replacing(const std::string& path, const fs::path& target, const File
   }
   if (!problem.empty()) {
     ::unlink(temporary.c_str());
-    throw Error(path, problem);
+    throw FileError(path, problem);
   }
 }
 

@@ -409,13 +409,13 @@ Lut parse_lut(const std::string& json_text, const std::string& source) {
 Lut load_lut(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) {
-    throw Error(path, "is a directory; expected a LUT JSON file");
+    throw FileError(path, "is a directory; expected a LUT JSON file");
   }
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path, "cannot open for reading: " + errno_text());
+  if (!in) throw FileError(path, "cannot open for reading: " + errno_text());
   std::ostringstream text;
   text << in.rdbuf();
-  if (in.bad()) throw Error(path, "cannot read: " + errno_text());
+  if (in.bad()) throw FileError(path, "cannot read: " + errno_text());
   return parse_lut(text.str(), path);
 }
 

@@ -204,3 +204,21 @@ def test_offloaded_hunyuan_norm_weights_take_the_stock_norm(make_hunyuan, hunyua
     _offload_norms(model, [n for a in layers for n in (a.norm_q, a.norm_k)])
     dynamicrad.enable(model, **SPARSE)
     assert torch.equal(_forward(model, x), want)
+
+
+def test_files_that_cannot_be_opened_raise_oserror(wan, wan_inputs, tmp_path):
+    """A path that cannot be read or written is an OSError naming it (bad content stays ValueError)."""
+    with pytest.raises(OSError, match=r"missing.json: cannot open for reading"):
+        dynamicrad.enable(wan, lut=str(tmp_path / "missing.json"))
+    state = dynamicrad.enable(wan, **SPARSE)
+    _forward(wan, wan_inputs())
+    with pytest.raises(OSError, match=r"no_folder/mask.png: cannot open for writing"):
+        state.save_mask_png(tmp_path / "no_folder" / "mask.png", layer=2)
+    with pytest.raises(ValueError, match=r"^layer = 3: allowed range \[0, 2\]"):
+        state.save_mask_png(tmp_path / "mask.png", layer=3)
+    state.save_mask_png(tmp_path / "mask.png", layer=2)
+    assert (tmp_path / "mask.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (tmp_path / "bad.json").write_text("{ not json")
+    dynamicrad.disable(wan)
+    with pytest.raises(ValueError, match=r"bad.json"):
+        dynamicrad.enable(wan, lut=str(tmp_path / "bad.json"))

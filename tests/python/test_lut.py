@@ -107,8 +107,10 @@ def test_bad_field_in_lut_file_names_the_field(tmp_path):
 
 def test_missing_lut_file(tmp_path):
     path = tmp_path / "nowhere.json"
-    with pytest.raises(ValueError, match="nowhere.json"):
+    with pytest.raises(OSError, match=r"nowhere.json: cannot open for reading"):
         dynamicrad.lut_entry("low", lut=str(path))
+    with pytest.raises(OSError, match=r"is a directory"):
+        dynamicrad.lut_entry("low", lut=str(tmp_path))
 
 
 def test_missing_row(tmp_path):

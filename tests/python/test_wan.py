@@ -515,19 +515,19 @@ def test_bool_refresh_interval_rejected():
 
 
 @pytest.mark.parametrize(
-    "options, field",
+    "options, field, error",
     [
-        (dict(lut="/nonexistent/dynamicrad-lut.json"), "dynamicrad-lut.json"),
-        (dict(lut_geometry="no-such-preset"), "lut_geometry"),
-        (dict(prior={"gamma": -1.0}), "prior.gamma"),
-        (dict(selection={"r_near": 2.0}), "selection.r_near"),
+        (dict(lut="/nonexistent/dynamicrad-lut.json"), "dynamicrad-lut.json", OSError),
+        (dict(lut_geometry="no-such-preset"), "lut_geometry", ValueError),
+        (dict(prior={"gamma": -1.0}), "prior.gamma", ValueError),
+        (dict(selection={"r_near": 2.0}), "selection.r_near", ValueError),
     ],
     ids=["missing-lut", "unknown-lut-geometry", "prior-value", "selection-value"],
 )
-def test_enable_validates_lut_and_values_eagerly(wan, options, field):
+def test_enable_validates_lut_and_values_eagerly(wan, options, field, error):
     """enable() checks the LUT file, lut_geometry and the prior / selection overrides at once (not at
     the first sparse step, after minutes of warm-up), naming the field; nothing stays installed."""
-    with pytest.raises(ValueError, match=re.escape(field)):
+    with pytest.raises(error, match=re.escape(field)):
         dynamicrad.enable(wan, **options, mode="dynamic-threshold" if "lut_geometry" in options else None)
     assert getattr(wan, "dynamicrad_state", None) is None
 
