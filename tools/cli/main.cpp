@@ -32,7 +32,7 @@ constexpr Command kCommands[] = {
      dynamicrad::cli::run_attend},
     {"lut", "print, check or write a lookup table (LUT) of prior and selection parameters",
      dynamicrad::cli::run_lut},
-    {"tune", "tune the LUT by Bayesian optimisation on the proxy task (offline, CPU)",
+    {"tune", "tune the LUT by Bayesian optimisation on the proxy task (offline; CPU, or --device cuda)",
      dynamicrad::cli::run_tune},
 };
 
