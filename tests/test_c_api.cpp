@@ -613,3 +613,111 @@ TEST(CApi, AttendDenseErrorsNameTheField) {
 }
 
 }  // namespace
+
+// Memory the call reads and writes: out (and lse) over k or v is refused, since rows still read them
+// while others are written; out over q itself gives the bits of a separate out.
+TEST(CApi, OutputsThatShareMemoryWithInputs) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr_test::Rng rng(41);
+  const dr::Shape shape = dr_test::make_shape(1, 105, 2, 16);
+  dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape),
+                 v = dr_test::random_tensor(rng, shape), out(dr::DType::f32, shape);
+  const dr_tensor cq = view(q), ck = view(k), cv = view(v), cout = view(out);
+  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  ASSERT_EQ(dr_engine_select(e.handle, &cq, &ck, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
+  std::vector<float> lse(2 * 105);
+  ASSERT_EQ(dr_engine_attend(e.handle, &cq, &ck, &cv, &cout, lse.data(), 0, nullptr, error, sizeof error), DR_OK)
+      << error;
+  for (const dr_tensor* input : {&ck, &cv}) {
+    error[0] = '\0';
+    EXPECT_EQ(dr_engine_attend(e.handle, &cq, &ck, &cv, input, nullptr, 0, nullptr, error, sizeof error),
+              DR_INVALID_ARGUMENT);
+    EXPECT_TRUE(dr_test::names_word(error, "out")) << error;
+    EXPECT_EQ(dr_engine_attend_dense(e.handle, &cq, &ck, &cv, input, nullptr, nullptr, error, sizeof error),
+              DR_INVALID_ARGUMENT);
+  }
+  // lse inside v, and out starting half-way into q
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_attend(e.handle, &cq, &ck, &cv, &cout, static_cast<float*>(v.mutable_view().data), 0, nullptr,
+                             error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_TRUE(dr_test::names_word(error, "lse")) << error;
+  std::vector<float> wide(static_cast<std::size_t>(2 * shape.elements()));
+  dr_tensor front{wide.data(), DR_DTYPE_F32, 1, 105, 2, 16}, back = front;
+  back.data = wide.data() + shape.elements() / 2;
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_attend(e.handle, &front, &ck, &cv, &back, nullptr, 0, nullptr, error, sizeof error),
+            DR_INVALID_ARGUMENT);
+  EXPECT_TRUE(dr_test::names_word(error, "out")) << error;
+  // in place over q
+  dr::HostTensor in_place = q;
+  const dr_tensor cin = view(in_place);
+  ASSERT_EQ(dr_engine_attend(e.handle, &cin, &ck, &cv, &cin, nullptr, 0, nullptr, error, sizeof error), DR_OK) << error;
+  EXPECT_EQ(std::memcmp(in_place.view().data, out.view().data, static_cast<std::size_t>(shape.elements()) * sizeof(float)),
+            0);
+}
+
+// Sizes that would overflow the library's 64-bit arithmetic are errors naming the field, not
+// wrap-around (a batch of 2^60 crashed in pooling; heads of 2^58 + 1 made select loop for ever).
+TEST(CApi, SizesBeyondTheLibrarysArithmeticAreRefused) {
+  char error[512] = {};
+  dr_engine* handle = nullptr;
+  const std::pair<const char*, const char*> cases[] = {
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 288230376151711745, "head_dim": 8}})",
+       "geometry.heads"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 4097, "head_dim": 8}})", "geometry.heads"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 8, "heads": 1, "head_dim": 8, "block_size": 128,
+                        "token_order": "tiled3d", "tile": [128, 33554433, 1]}})",
+       "geometry.tile"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8}, "threads": 5000})",
+       "options.threads"},
+  };
+  for (const auto& [options, field] : cases) {
+    SCOPED_TRACE(options);
+    error[0] = '\0';
+    EXPECT_EQ(dr_engine_create(options, &handle, error, sizeof error), DR_INVALID_ARGUMENT);
+    EXPECT_EQ(handle, nullptr);
+    EXPECT_EQ(std::string(error).rfind(field, 0), 0u) << error;
+  }
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  std::vector<float> data(16);
+  const dr_tensor huge{data.data(), DR_DTYPE_F32, int64_t{1} << 60, 105, 2, 16};
+  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  error[0] = '\0';
+  EXPECT_EQ(dr_engine_select(e.handle, &huge, &huge, &sel, 0, nullptr, error, sizeof error), DR_INVALID_ARGUMENT);
+  EXPECT_EQ(std::string(error).rfind("q.batch", 0), 0u) << error;
+}
+
+// dr_engine_layout's second call writes only into arrays of the capacities it is given.
+TEST(CApi, LayoutCopiesOnlyWhatTheArraysHold) {
+  char error[512] = {};
+  Engine e;
+  ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
+  dr_test::Rng rng(42);
+  dr::HostTensor q1 = dr_test::random_tensor(rng, dr_test::make_shape(1, 105, 2, 16));
+  dr::HostTensor q2 = dr_test::random_tensor(rng, dr_test::make_shape(2, 105, 2, 16));
+  const dr_tensor c1 = view(q1), c2 = view(q2);
+  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  ASSERT_EQ(dr_engine_select(e.handle, &c1, &c1, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
+  std::int64_t rows = 0, entries = 0;
+  ASSERT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, nullptr, nullptr, error, sizeof error), DR_OK) << error;
+  const std::int64_t rows1 = rows, entries1 = entries;
+  // the layout grows (batch 2) between the two calls: nothing is written, the new sizes come back
+  ASSERT_EQ(dr_engine_select(e.handle, &c2, &c2, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(rows1 + 1) + 4, -7);
+  std::vector<std::int32_t> cols(static_cast<std::size_t>(entries1) + 4, -7);
+  EXPECT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, offsets.data(), cols.data(), error, sizeof error),
+            DR_BUFFER_TOO_SMALL);
+  EXPECT_GT(rows, rows1);
+  EXPECT_GT(entries, entries1);
+  EXPECT_TRUE(std::all_of(offsets.begin(), offsets.end(), [](std::int64_t x) { return x == -7; }));
+  EXPECT_TRUE(std::all_of(cols.begin(), cols.end(), [](std::int32_t x) { return x == -7; }));
+  offsets.assign(static_cast<std::size_t>(rows + 1), -7);
+  cols.assign(static_cast<std::size_t>(entries), -7);
+  EXPECT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, offsets.data(), cols.data(), error, sizeof error), DR_OK)
+      << error;
+  EXPECT_EQ(offsets.back(), entries);
+}

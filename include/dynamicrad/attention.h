@@ -52,7 +52,8 @@ class AttentionBackend {
 std::unique_ptr<AttentionBackend> plan_cpu_attention(BlockLayout layout,
                                                      const AttentionOptions& options);
 
-// Checks q, k, v, out against each other and the layout; throws Error naming the bad tensor.
+// Checks q, k, v, out against each other and the layout; throws Error naming the bad tensor. out and
+// lse may not share memory with k, v or each other; out may be q itself.
 void check_attention_args(const AttentionArgs& args, const BlockLayout* layout);
 
 }  // namespace dynamicrad

@@ -98,7 +98,9 @@ int dr_engine_kept(const dr_engine* engine, int32_t slot, int64_t* kept, int64_t
                    size_t error_size);
 
 /* The slot's layout as CSR (see layout.h). Call with row_offsets and col_indices NULL to learn
- * *rows (rows + 1 offsets are written) and *entries, then with arrays of those sizes. */
+ * *rows (rows + 1 offsets are written) and *entries, then with arrays of those sizes and *rows,
+ * *entries still holding them: they are the arrays' capacities. If the layout has grown in between
+ * (another select), the call returns DR_BUFFER_TOO_SMALL with the new sizes and writes nothing. */
 int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64_t* entries, int64_t* row_offsets,
                      int32_t* col_indices, char* error, size_t error_size);
 

@@ -27,9 +27,13 @@ struct Tile {
   int w = 0;
 };
 
+// The most attention heads a geometry may have (and the engine's batch x heads products stay far
+// from int64 overflow with it).
+constexpr std::int64_t kMaxHeads = 4096;
+
 struct VideoGeometry {
   std::int64_t batch = 1;
-  std::int64_t heads = 1;
+  std::int64_t heads = 1;  // [1, kMaxHeads]
   std::int64_t head_dim = 64;
   std::int64_t frames = 1;   // latent frames
   std::int64_t height = 1;   // latent tokens per column of a frame (after patching)
@@ -43,6 +47,10 @@ struct VideoGeometry {
 
 // Throws Error naming the field and its allowed range.
 void validate(const VideoGeometry& geometry);
+
+// Throws Error(field) when `batch` elements of the geometry would not fit the library's 64-bit
+// sizes: batch x tokens x heads x head_dim values, batch x heads x blocks^2 block pairs.
+void require_batch_fits(const VideoGeometry& geometry, std::int64_t batch, const std::string& field);
 
 std::int64_t tokens_per_frame(const VideoGeometry& g);  // height * width
 std::int64_t video_tokens(const VideoGeometry& g);      // frames * height * width

@@ -25,7 +25,7 @@ _PRIOR_KEYS = _PRIOR_NUMBERS + _PRIOR_FLAGS
 # The selection fields each mode reads (select.h).
 SELECTION_KEYS_OF_MODE = {"static-ratio": ("r_near", "r_far"), "dynamic-threshold": ("tau_near", "tau_far")}
 _SELECTION_KEYS = ("r_near", "r_far", "tau_near", "tau_far")
-_MAX_THREADS = 2**31 - 1  # a C int
+_MAX_THREADS = 1024  # the engine's limit (options.threads)
 
 
 @dataclass(frozen=True)

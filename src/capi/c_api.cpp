@@ -40,12 +40,19 @@ void write_message(const std::string& message, char* error, size_t error_size) {
   error[n] = '\0';
 }
 
-// Runs `body`, mapping exceptions: Error -> invalid argument (runtime for CUDA failures).
+// Thrown by a body whose output arrays are too small (the sizes needed are already written).
+struct TooSmall {};
+
+// Runs `body`, mapping exceptions: Error -> invalid argument (runtime for CUDA failures); nothing
+// crosses the C boundary.
 template <class Body>
 int guarded(char* error, size_t error_size, Body&& body) {
   try {
     body();
     return DR_OK;
+  } catch (const TooSmall&) {
+    write_message("the output arrays are smaller than the sizes now written to *rows / *entries", error, error_size);
+    return DR_BUFFER_TOO_SMALL;
   } catch (const dr::FileError& e) {
     write_message(e.what(), error, error_size);
     return DR_FILE_ERROR;
@@ -57,6 +64,9 @@ int guarded(char* error, size_t error_size, Body&& body) {
     return DR_RUNTIME_ERROR;
   } catch (const std::exception& e) {
     write_message(e.what(), error, error_size);
+    return DR_RUNTIME_ERROR;
+  } catch (...) {
+    write_message("an unknown exception", error, error_size);
     return DR_RUNTIME_ERROR;
   }
 }
@@ -223,8 +233,12 @@ int dr_engine_layout(const dr_engine* engine, int32_t slot, int64_t* rows, int64
   return guarded(error, error_size, [&] {
     if (rows == nullptr || entries == nullptr) throw dr::Error("rows", "output pointers are null");
     const dr::BlockLayout l = live(engine).layout(slot);
-    *rows = l.rows();
-    *entries = static_cast<int64_t>(l.col_indices.size());
+    const int64_t need_rows = l.rows(), need_entries = static_cast<int64_t>(l.col_indices.size());
+    const bool copy = row_offsets != nullptr || col_indices != nullptr;
+    const bool fits = (row_offsets == nullptr || *rows >= need_rows) && (col_indices == nullptr || *entries >= need_entries);
+    *rows = need_rows;
+    *entries = need_entries;
+    if (copy && !fits) throw TooSmall{};
     if (row_offsets != nullptr) std::copy(l.row_offsets.begin(), l.row_offsets.end(), row_offsets);
     if (col_indices != nullptr) std::copy(l.col_indices.begin(), l.col_indices.end(), col_indices);
   });

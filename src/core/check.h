@@ -21,3 +21,13 @@ inline void require_shape(const ConstTensor& t, const Shape& expected, const std
 }
 
 }  // namespace dynamicrad::detail
+
+namespace dynamicrad {
+struct AttentionArgs;
+struct BlockLayout;
+
+namespace detail {
+// check_attention_args() without the memory checks (for callers that pass a tensor twice on purpose).
+void check_attention_shapes(const AttentionArgs& args, const BlockLayout* layout);
+}  // namespace detail
+}  // namespace dynamicrad

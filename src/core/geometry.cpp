@@ -1,7 +1,9 @@
 #include "dynamicrad/geometry.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <sstream>
 
 #include "dynamicrad/error.h"
 
@@ -21,9 +23,29 @@ bool tile_is_default(const Tile& t) { return t.t == 0 && t.h == 0 && t.w == 0; }
 
 }  // namespace
 
+void require_batch_fits(const VideoGeometry& g, std::int64_t batch, const std::string& field) {
+  // In doubles: the products themselves are what could overflow.
+  const double tokens = static_cast<double>(g.frames) * static_cast<double>(g.height) *
+                            static_cast<double>(g.width) + static_cast<double>(g.text_tokens);
+  const double blocks = std::ceil(tokens / g.block_size);
+  const double per_batch = std::max(tokens * static_cast<double>(g.heads) * static_cast<double>(g.head_dim),
+                                    static_cast<double>(g.heads) * blocks * blocks);
+  const double limit = std::ldexp(1.0, 62);
+  if (static_cast<double>(batch) * per_batch > limit) {
+    std::ostringstream most;
+    most.precision(17);
+    most << std::max(1.0, std::floor(limit / per_batch));
+    throw Error(field, std::to_string(batch) + ": too large for this geometry (values and block pairs must stay "
+                       "below 2^62); allowed at most " + most.str());
+  }
+}
+
 void validate(const VideoGeometry& g) {
   require_at_least(g.batch, 1, "geometry.batch");
   require_at_least(g.heads, 1, "geometry.heads");
+  if (g.heads > kMaxHeads) {
+    throw Error("geometry.heads", std::to_string(g.heads) + ": allowed range [1, " + std::to_string(kMaxHeads) + "]");
+  }
   require_at_least(g.head_dim, 1, "geometry.head_dim");
   if (g.head_dim > 512) {
     throw Error("geometry.head_dim", std::to_string(g.head_dim) + ": allowed range [1, 512]");
@@ -49,10 +71,12 @@ void validate(const VideoGeometry& g) {
   const double tokens = static_cast<double>(g.frames) * static_cast<double>(g.height) *
                             static_cast<double>(g.width) + static_cast<double>(g.text_tokens);
   if (tokens > static_cast<double>(std::numeric_limits<std::int32_t>::max())) {
-    throw Error("geometry", "frames * height * width + text_tokens = " +
-                                std::to_string(static_cast<long long>(tokens)) +
-                                ": must be < 2^31");
+    std::ostringstream count;  // a double: the product may not fit an integer
+    count.precision(17);
+    count << tokens;
+    throw Error("geometry", "frames * height * width + text_tokens = " + count.str() + ": must be < 2^31");
   }
+  require_batch_fits(g, g.batch, "geometry.batch");
   if (g.order == TokenOrder::raster && !tile_is_default(g.tile)) {
     throw Error("geometry.tile", "set while order is raster: a tile applies to order tiled3d only");
   }
@@ -60,7 +84,8 @@ void validate(const VideoGeometry& g) {
     require_at_least(g.tile.t, 1, "geometry.tile.t");
     require_at_least(g.tile.h, 1, "geometry.tile.h");
     require_at_least(g.tile.w, 1, "geometry.tile.w");
-    if (g.tile.t * g.tile.h * g.tile.w != g.block_size) {
+    const std::int64_t volume = std::int64_t{g.tile.t} * g.tile.h * g.tile.w;  // ints could wrap
+    if (g.tile.t > g.block_size || g.tile.h > g.block_size || g.tile.w > g.block_size || volume != g.block_size) {
       throw Error("geometry.tile", std::to_string(g.tile.t) + "x" + std::to_string(g.tile.h) + "x" +
                                        std::to_string(g.tile.w) + ": t * h * w must equal block_size " +
                                        std::to_string(g.block_size));

@@ -1,6 +1,7 @@
 // A minimal parallel loop for the CPU paths: tasks [0, n) are claimed from an atomic counter by
 // `threads` workers (the calling thread is one of them). Exceptions from a task are rethrown on the
-// calling thread after all workers stop.
+// calling thread after all workers stop. When the system refuses a thread, the loop goes on with the
+// workers it has (results never depend on the number of workers).
 #pragma once
 
 #include <algorithm>
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -37,7 +39,11 @@ void parallel_for(std::int64_t n, int threads, Fn&& fn) {
   };
   std::vector<std::thread> pool;
   pool.reserve(static_cast<std::size_t>(workers - 1));
-  for (int w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  try {
+    for (int w = 1; w < workers; ++w) pool.emplace_back(work, w);
+  } catch (const std::system_error&) {
+    // no more threads: the ones started and this one share the tasks
+  }
   work(0);
   for (std::thread& t : pool) t.join();
   if (error) std::rethrow_exception(error);

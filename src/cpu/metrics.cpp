@@ -26,7 +26,9 @@ double relative_l2_error(const ConstTensor& approx, const ConstTensor& exact) {
 double attention_mass_recall(const ConstTensor& q, const ConstTensor& k, const BlockLayout& layout,
                              const AttentionOptions& options) {
   validate(layout);
-  check_attention_args(AttentionArgs{q, k, k, MutableTensor{const_cast<void*>(k.data), k.dtype, k.shape}}, &layout);
+  // k stands in for v and out: only the shapes are checked (nothing is written)
+  detail::check_attention_shapes(AttentionArgs{q, k, k, MutableTensor{const_cast<void*>(k.data), k.dtype, k.shape}},
+                                 &layout);
   const Shape& s = q.shape;
   const std::int64_t n = s.tokens, dim = s.head_dim;
   const double scale = options.scale != 0.0 ? options.scale : 1.0 / std::sqrt(static_cast<double>(dim));

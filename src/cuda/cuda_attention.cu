@@ -173,8 +173,10 @@ KernelChoice choose_kernel(const CudaAttentionOptions& options, int block_size) 
 
 // Checks the tensors' dtype, head_dim and alignment against the plan.
 void check_kernel_tensors(const AttentionArgs& args, const CudaAttentionOptions& options) {
-  require(args.q.dtype == options.dtype, "q",
-          "dtype " + to_string(args.q.dtype) + " differs from the plan's " + to_string(options.dtype));
+  for (const auto& [dtype, name] : {std::pair<DType, const char*>{args.q.dtype, "q"}, {args.k.dtype, "k"},
+                                    {args.v.dtype, "v"}}) {
+    require(dtype == options.dtype, name, "dtype " + to_string(dtype) + " differs from the plan's " + to_string(options.dtype));
+  }
   require(args.out.dtype == options.dtype, "out",
           "dtype " + to_string(args.out.dtype) + " differs from the plan's " + to_string(options.dtype));
   require(args.q.shape.head_dim == options.head_dim, "q",
@@ -332,6 +334,7 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
                                   {ConstTensor(args.out), "out"}}) {
       require_shape(t, shape_, name);
     }
+    check_attention_args(args, nullptr);
     check_kernel_tensors(args, options_);
     cuda::SparseAttentionParams p =
         kernel_params(args, shape_.batch, shape_.heads, shape_.tokens, blocks_, softmax_scale(options_));

@@ -82,12 +82,15 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
       require_device_memory(pooled.k, "pooled_k", device_);
     }
     Guard guard(device_);
+    // A select() that throws leaves its slot without a layout; and without kept layouts, a build
+    // into the shared buffers of a batch may have overwritten the current slot's layout half-way.
+    SlotInfo& info = slots_[slot];
+    info.selected = false;
+    if (!options_.keep_layouts && current_batch_ == q.shape.batch) current_slot_ = -1;
     PerBatch& b = per_batch(q.shape.batch);
     b.builder->build(q, k, params, stream, pooled);
     // The status copy reads the builder's last row offset and flags; it must land before a later
     // build on another stream overwrites them, which stream order guarantees for one stream.
-    SlotInfo& info = slots_[slot];
-    info.selected = false;  // a select() that throws leaves the slot without a layout
     b.builder->copy_status_async(&status_.get()[slot], stream);
     if (options_.keep_layouts) {
       keep(b, slot, stream);
@@ -126,7 +129,10 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   BlockLayout layout(int slot, void* stream) const override {
     const DeviceLayoutView v = slot_view(slot);
     Guard guard(device_);
-    check_cuda(cudaStreamSynchronize(static_cast<cudaStream_t>(stream)), "cudaStreamSynchronize (layout)");
+    // The select() may have run on any stream (torch's side streams do not wait for the default
+    // one): wait for the whole device, as kept() does.
+    (void)stream;
+    check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (layout)");
     check_status(status_.get()[slot]);
     return to_host(v);
   }

@@ -13,6 +13,7 @@ namespace {
 using detail::require;
 
 constexpr int kMaxSlots = 65536;
+constexpr int kMaxThreads = 1024;  // as the CLI's --threads
 
 void check_slot(int slot, const EngineOptions& o) {
   require(slot >= 0 && slot < o.slots, "slot",
@@ -25,6 +26,7 @@ void check_call_tensor(const ConstTensor& t, const std::string& name, const Engi
   const VideoGeometry& g = o.geometry;
   require(t.data != nullptr, name, "data is null");
   require(t.shape.batch >= 1, name, "batch " + std::to_string(t.shape.batch) + ": must be >= 1");
+  require_batch_fits(g, t.shape.batch, name + ".batch");
   const std::int64_t tokens = total_tokens(g);
   require(t.shape.tokens == tokens, name,
           "has " + std::to_string(t.shape.tokens) + " tokens, the geometry (" + std::to_string(g.frames) + " x " +
@@ -42,7 +44,7 @@ namespace detail {
 
 void throw_replaced_slot(int slot, int current) {
   throw Error("slot", std::to_string(slot) + ": its layout was replaced by " +
-                          (current < 0 ? std::string("nothing (never selected)")
+                          (current < 0 ? std::string("a select() that failed")
                                        : "slot " + std::to_string(current) + "'s") +
                           "; select() it again, or make the engine with keep_layouts to keep one layout a slot");
 }
@@ -55,7 +57,9 @@ SparseAttentionEngine::SparseAttentionEngine(const EngineOptions& options) : opt
   validate(options_.prior);
   require(options_.slots >= 1 && options_.slots <= kMaxSlots, "options.slots",
           std::to_string(options_.slots) + ": allowed range [1, " + std::to_string(kMaxSlots) + "]");
-  require(options_.threads >= 0, "options.threads", std::to_string(options_.threads) + ": must be >= 0 (0: all)");
+  require(options_.threads >= 0 && options_.threads <= kMaxThreads, "options.threads",
+          std::to_string(options_.threads) + ": allowed range [0, " + std::to_string(kMaxThreads) +
+              "] (0: every hardware thread)");
   require(options_.scale >= 0.0 && options_.scale < 1e30, "options.scale",
           "must be >= 0 and finite (0 means 1 / sqrt(head_dim))");
   prior_ = build_radial_prior(options_.geometry, options_.prior, options_.threads);

@@ -574,7 +574,36 @@ std::vector<Check> build_checks(Rng& rng) {
     a.q.data = static_cast<const char*>(a.q.data) + 2;  // misaligned
     err = expect_error("q", [&] { gpu.attend(a, 0); });
     if (!err.empty()) return err;
+    // k or v in the other 16-bit type: refused, not read as q's type (sparse and dense paths)
+    for (const char* which : {"k", "v"}) {
+      a = d.args(true, stream.s);
+      (std::string(which) == "k" ? a.k : a.v).dtype = DType::f16;
+      err = expect_error(which, [&] { gpu.attend(a, 0); });
+      if (!err.empty()) return std::string("attend, ") + which + " f16: " + err;
+      err = expect_error(which, [&] { gpu.attend_dense(a); });
+      if (!err.empty()) return std::string("attend_dense, ") + which + " f16: " + err;
+    }
+    // out written over v (rows still read it) is refused; out over q is allowed
+    a = d.args(true, stream.s);
+    a.out.data = const_cast<void*>(a.v.data);
+    err = expect_error("out", [&] { gpu.attend(a, 0); });
+    if (!err.empty()) return "out over v: " + err;
+    err = expect_error("out", [&] { gpu.attend_dense(a); });
+    if (!err.empty()) return "attend_dense, out over v: " + err;
+    // out written over q itself: the same bits as into a separate out (each row reads its own
+    // queries before it writes them)
+    a = d.args(true, stream.s);
+    gpu.attend(a, 0);
+    std::vector<char> want(d.out_bytes()), got(d.out_bytes());
+    check(cudaMemcpyAsync(want.data(), d.out.ptr, want.size(), cudaMemcpyDeviceToHost, stream.s), "copy out");
+    DeviceBuffer in_place(d.out_bytes());
+    check(cudaMemcpyAsync(in_place.ptr, d.q.ptr, d.out_bytes(), cudaMemcpyDeviceToDevice, stream.s), "copy q");
+    a.q.data = in_place.ptr;
+    a.out.data = in_place.ptr;
+    gpu.attend(a, 0);
+    check(cudaMemcpyAsync(got.data(), in_place.ptr, got.size(), cudaMemcpyDeviceToHost, stream.s), "copy in place");
     check(cudaStreamSynchronize(stream.s), "sync");
+    if (want != got) return "out over q differs from a separate out";
     return "";
   }});
   return checks;

@@ -31,7 +31,8 @@ def _forward(model, inputs):
     (dict(prior={"dense_adjacent": 1}), TypeError, r"^prior.dense_adjacent = 1: must be True or False"),
     (dict(lut=123), TypeError, r"^lut = 123: must be a path"),
     (dict(lut_geometry=5), TypeError, r"^lut_geometry = 5: must be a preset name"),
-    (dict(threads=2**40), ValueError, r"^threads = 1099511627776: allowed range \[0, 2147483647\]"),
+    (dict(threads=2**40), ValueError, r"^threads = 1099511627776: allowed range \[0, 1024\]"),
+    (dict(threads=1025), ValueError, r"^threads = 1025: allowed range \[0, 1024\]"),
     (dict(mode="static-ratio", selection={"tau_near": 0.1}), ValueError,
      r"^selection.tau_near: applies to mode dynamic-threshold only, but the mode is static-ratio"),
 ])
