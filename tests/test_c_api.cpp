@@ -673,6 +673,9 @@ TEST(CApi, SizesBeyondTheLibrarysArithmeticAreRefused) {
        "geometry.tile"},
       {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8}, "threads": 5000})",
        "options.threads"},
+      // not a size, but also accepted and ignored before
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8}, "cuda_device": 7})",
+       "options.cuda_device"},
   };
   for (const auto& [options, field] : cases) {
     SCOPED_TRACE(options);

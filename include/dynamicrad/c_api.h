@@ -2,10 +2,11 @@
  * languages call. It wraps SparseAttentionEngine (engine.h) and the LUT (lut.h).
  *
  * Conventions. Every function that can fail returns DR_OK (0) or an error code and writes a
- * NUL-terminated message into `error` (at most error_size bytes; may be NULL). Messages name the
- * offending field as the C++ library does ("options.geometry.frames: ..."). Nothing here prints,
- * exits or keeps global state. Tensors are [batch, tokens, heads, head_dim], contiguous.
- * Structured inputs and outputs are JSON text (UTF-8). */
+ * NUL-terminated message into `error` (at most error_size bytes; may be NULL). Messages start with
+ * the offending field as the C++ library names it ("geometry.frames: ...", "options.slots: ...",
+ * "q: ..."). Nothing here prints, exits or keeps global state. Tensors are [batch, tokens, heads,
+ * head_dim], contiguous. Structured inputs and outputs are JSON text (UTF-8). A handle must not be
+ * used after dr_engine_destroy (a destroyed handle is often, not always, recognised). */
 #ifndef DYNAMICRAD_C_API_H
 #define DYNAMICRAD_C_API_H
 

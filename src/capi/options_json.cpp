@@ -125,6 +125,9 @@ EngineOptions parse_engine_options(const std::string& json_text) {
   if (device != "cpu" && device != "cuda") throw Error("options.device", "\"" + device + "\": allowed values are cpu, cuda");
   o.device = device == "cuda" ? Device::cuda : Device::cpu;
   o.cuda_device = get<int>(j, "cuda_device", field, -1);
+  if (o.device == Device::cpu && j.contains("cuda_device")) {
+    throw Error("options.cuda_device", "given, but options.device is cpu: it applies to device cuda only");
+  }
   o.slots = get<int>(j, "slots", field, 1);
   o.keep_layouts = get<bool>(j, "keep_layouts", field, false);
   o.scale = get<double>(j, "scale", field, 0.0);
