@@ -48,6 +48,11 @@ void require_device_memory(const void* p, const char* name, int device) {
           "lives on device " + std::to_string(attributes.device) + ", the engine runs on device " + std::to_string(device));
 }
 
+// The mask builder's and pooling's grids put the batch in a grid dimension of at most 65535 blocks.
+void require_cuda_batch(std::int64_t batch, const std::string& name) {
+  require(batch <= 65535, name + ".batch", std::to_string(batch) + ": the CUDA engine takes at most 65535");
+}
+
 class CudaEngine final : public SparseAttentionEngine::Backend {
  public:
   CudaEngine(const RadialPrior& prior, const EngineOptions& options)
@@ -75,6 +80,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
 
   void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
               void* stream, const PooledPrefix& pooled) override {
+    require_cuda_batch(q.shape.batch, "q");
     require_device_memory(q.data, "q", device_);
     require_device_memory(k.data, "k", device_);
     if (pooled.blocks > 0) {
@@ -112,6 +118,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   }
 
   void attend_dense(const AttentionArgs& args) const override {
+    require_cuda_batch(args.q.shape.batch, "q");
     Guard guard(device_);
     attention_plan(args).run_dense(args);
   }

@@ -19,6 +19,7 @@
 #include "cuda/cuda_check.cuh"
 #include "cuda/element.cuh"
 #include "cuda/pool.cuh"
+#include "dynamicrad/error.h"
 #include "dynamicrad/rotary.h"
 
 namespace dynamicrad::detail {
@@ -494,6 +495,10 @@ void launch(const RotaryArgs& a) {
 }  // namespace
 
 void apply_rotary_cuda(const RotaryArgs& a) {
+  // The pooling grids put the batch in a grid dimension of at most 65535 blocks.
+  if (a.pooled != nullptr && a.x.shape.batch > 65535) {
+    throw Error("x", "batch " + std::to_string(a.x.shape.batch) + ": the CUDA pooled output takes at most 65535");
+  }
   switch (a.x.dtype) {
     case DType::f32: launch<float>(a); break;
     case DType::f16: launch<__half>(a); break;

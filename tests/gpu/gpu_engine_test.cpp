@@ -542,6 +542,8 @@ std::vector<Check> build_checks(Rng& rng) {
     heads.shape.heads += 1;
     dr::ConstTensor k_f16 = k;
     k_f16.dtype = DType::f16;
+    dr::ConstTensor wide = q;  // more batch elements than a grid dimension holds (refused before any read)
+    wide.shape.batch = 65536;
     dr::SelectionParams bad_r = st;
     bad_r.r_near = 1.5;
     const std::vector<std::pair<std::string, std::function<void()>>> calls = {
@@ -552,6 +554,7 @@ std::vector<Check> build_checks(Rng& rng) {
         {"selection.r_near", [&] { gpu.select(q, k, bad_r, 0, stream.s); }},
         {"q", [&] { gpu.select(x.q.view(), x.k.view(), st, 0, stream.s); }},  // host memory
         {"slot", [&] { gpu.select(q, k, st, 1, stream.s); }},
+        {"q.batch", [&] { gpu.select(wide, wide, st, 0, stream.s); }},
     };
     for (const auto& [field, call] : calls) {
       const std::string err = expect_error(field, call);
