@@ -29,6 +29,9 @@ constexpr const char* kOptions =
     R"({"geometry": {"frames": 3, "height": 5, "width": 7, "heads": 2, "head_dim": 16, "block_size": 32},
         "prior": {"gamma": 0.5, "first_frame_sink": false}, "slots": 2, "threads": 1})";
 
+// Static-ratio selection keeping half the near and a quarter of the far candidates.
+constexpr dr_selection kStaticRatio{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+
 struct Engine {
   dr_engine* handle = nullptr;
   ~Engine() { dr_engine_destroy(handle); }
@@ -48,7 +51,7 @@ TEST(CApi, EngineRunsAndMatchesTheCppEngine) {
   dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape);
   dr::HostTensor v = dr_test::random_tensor(rng, shape), out(dr::DType::f32, shape);
   const dr_tensor cq = view(q), ck = view(k), cv = view(v), cout = view(out);
-  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  const dr_selection sel = kStaticRatio;
   ASSERT_EQ(dr_engine_select(e.handle, &cq, &ck, &sel, 1, nullptr, error, sizeof error), DR_OK) << error;
   std::vector<float> lse(static_cast<std::size_t>(2 * 2 * shape.tokens));
   ASSERT_EQ(dr_engine_attend(e.handle, &cq, &ck, &cv, &cout, lse.data(), 1, nullptr, error, sizeof error), DR_OK)
@@ -157,7 +160,7 @@ TEST(CApi, ErrorsNameTheFieldAndCodeTheKind) {
   dr_test::Rng rng(3);
   dr::HostTensor q = dr_test::random_tensor(rng, dr_test::make_shape(1, 104, 2, 16));  // one token short
   const dr_tensor cq = view(q);
-  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  const dr_selection sel = kStaticRatio;
   EXPECT_EQ(dr_engine_select(e.handle, &cq, &cq, &sel, 0, nullptr, error, sizeof error), DR_INVALID_ARGUMENT);
   EXPECT_EQ(std::string(error).rfind("q:", 0), 0u) << error;
   const dr_selection bad{7, 0.5, 0.25, 0.0, 0.0};
@@ -392,7 +395,7 @@ TEST(CApi, SelectPooledGivesSelectsLayout) {
   const dr_tensor cq = view(q), ck = view(k);
   const dr::PooledBlocks pooled = dr::pool_blocks(q.view(), k.view(), options_geometry(2));
   ASSERT_EQ(pooled.blocks, 4);
-  const dr_selection selections[] = {{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0},
+  const dr_selection selections[] = {kStaticRatio,
                                      {DR_MODE_DYNAMIC_THRESHOLD, 0.0, 0.0, 0.02, 0.04}};
   for (const dr_selection& sel : selections) {
     SCOPED_TRACE(sel.mode == DR_MODE_STATIC_RATIO ? "static-ratio" : "dynamic-threshold");
@@ -625,7 +628,7 @@ TEST(CApi, OutputsThatShareMemoryWithInputs) {
   dr::HostTensor q = dr_test::random_tensor(rng, shape), k = dr_test::random_tensor(rng, shape),
                  v = dr_test::random_tensor(rng, shape), out(dr::DType::f32, shape);
   const dr_tensor cq = view(q), ck = view(k), cv = view(v), cout = view(out);
-  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  const dr_selection sel = kStaticRatio;
   ASSERT_EQ(dr_engine_select(e.handle, &cq, &ck, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
   std::vector<float> lse(2 * 105);
   ASSERT_EQ(dr_engine_attend(e.handle, &cq, &ck, &cv, &cout, lse.data(), 0, nullptr, error, sizeof error), DR_OK)
@@ -688,7 +691,7 @@ TEST(CApi, SizesBeyondTheLibrarysArithmeticAreRefused) {
   ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
   std::vector<float> data(16);
   const dr_tensor huge{data.data(), DR_DTYPE_F32, int64_t{1} << 60, 105, 2, 16};
-  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  const dr_selection sel = kStaticRatio;
   error[0] = '\0';
   EXPECT_EQ(dr_engine_select(e.handle, &huge, &huge, &sel, 0, nullptr, error, sizeof error), DR_INVALID_ARGUMENT);
   EXPECT_EQ(std::string(error).rfind("q.batch", 0), 0u) << error;
@@ -703,7 +706,7 @@ TEST(CApi, LayoutCopiesOnlyWhatTheArraysHold) {
   dr::HostTensor q1 = dr_test::random_tensor(rng, dr_test::make_shape(1, 105, 2, 16));
   dr::HostTensor q2 = dr_test::random_tensor(rng, dr_test::make_shape(2, 105, 2, 16));
   const dr_tensor c1 = view(q1), c2 = view(q2);
-  const dr_selection sel{DR_MODE_STATIC_RATIO, 0.5, 0.25, 0.0, 0.0};
+  const dr_selection sel = kStaticRatio;
   ASSERT_EQ(dr_engine_select(e.handle, &c1, &c1, &sel, 0, nullptr, error, sizeof error), DR_OK) << error;
   std::int64_t rows = 0, entries = 0;
   ASSERT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, nullptr, nullptr, error, sizeof error), DR_OK) << error;

@@ -16,9 +16,10 @@ from .engine import MODES, REGIMES
 TOKEN_ORDERS = ("raster", "tiled3d")
 DENSE_PADDINGS = ("drop", "mask")
 DENSE_BACKENDS = ("auto", "stock", "dynamicrad")
-# Element types and block sizes the CUDA engine's kernels take (what "auto" needs to pick them).
-_ENGINE_CUDA_DTYPES = (torch.bfloat16, torch.float16)
-_ENGINE_CUDA_BLOCKS = (64, 128)
+# Element types and block sizes the CUDA engine's kernels take (what "auto" needs to pick them, and
+# what an enabled model on the GPU is checked against; src/cuda/cuda_engine.cu).
+CUDA_DTYPES = (torch.bfloat16, torch.float16)
+CUDA_BLOCK_SIZES = (64, 128)
 _PRIOR_NUMBERS = ("gamma", "lambda", "theta_m", "theta_c")
 _PRIOR_FLAGS = ("dense_adjacent", "first_frame_sink")
 _PRIOR_KEYS = _PRIOR_NUMBERS + _PRIOR_FLAGS
@@ -169,7 +170,7 @@ class DynamicRadConfig:
         "auto"."""
         if self.dense_backend != "auto":
             return self.dense_backend
-        if (device_type == "cuda" and dtype in _ENGINE_CUDA_DTYPES and self.block_size in _ENGINE_CUDA_BLOCKS
+        if (device_type == "cuda" and dtype in CUDA_DTYPES and self.block_size in CUDA_BLOCK_SIZES
                 and self.dense_padding == "drop"):
             return "dynamicrad"
         return "stock"

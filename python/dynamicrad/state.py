@@ -11,12 +11,11 @@ from typing import Optional
 import torch
 
 from . import _library as _lib
-from .config import DynamicRadConfig
+from .config import CUDA_BLOCK_SIZES, DynamicRadConfig
 from .engine import Engine, Geometry, Selection, lut_entry
 from .ops import dense_attention, sparse_attention
 
-# What the CUDA engine takes (src/cuda/cuda_engine.cu).
-_CUDA_BLOCKS = (64, 128)
+# Head sizes the CUDA engine takes (src/cuda/cuda_engine.cu).
 _CUDA_HEAD_DIMS = (64, 128)
 
 # Transformer calls per denoising step that keep their own layouts when layouts are reused
@@ -110,9 +109,9 @@ class DynamicRadState:
                 "the model runs on CUDA, but this DynamicRad library was built without CUDA (nvcc was not "
                 "found at install time); reinstall with the CUDA toolkit on the PATH"
             )
-        if self.config.block_size not in _CUDA_BLOCKS:
+        if self.config.block_size not in CUDA_BLOCK_SIZES:
             raise ValueError(f"block_size = {self.config.block_size}: the CUDA engine takes "
-                             f"{' or '.join(map(str, _CUDA_BLOCKS))}")
+                             f"{' or '.join(map(str, CUDA_BLOCK_SIZES))}")
         if head_dim not in _CUDA_HEAD_DIMS:
             raise ValueError(f"the model's attention_head_dim = {head_dim}: the CUDA engine takes "
                              f"{' or '.join(map(str, _CUDA_HEAD_DIMS))}")

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
 
+#include "core/number_text.h"
 #include "dynamicrad/error.h"
 
 namespace dynamicrad {
@@ -32,11 +32,9 @@ void require_batch_fits(const VideoGeometry& g, std::int64_t batch, const std::s
                                     static_cast<double>(g.heads) * blocks * blocks);
   const double limit = std::ldexp(1.0, 62);
   if (static_cast<double>(batch) * per_batch > limit) {
-    std::ostringstream most;
-    most.precision(17);
-    most << std::max(1.0, std::floor(limit / per_batch));
+    const double most = std::max(1.0, std::floor(limit / per_batch));
     throw Error(field, std::to_string(batch) + ": too large for this geometry (values and block pairs must stay "
-                       "below 2^62); allowed at most " + most.str());
+                       "below 2^62); allowed at most " + detail::shortest_text(most));
   }
 }
 
@@ -71,10 +69,9 @@ void validate(const VideoGeometry& g) {
   const double tokens = static_cast<double>(g.frames) * static_cast<double>(g.height) *
                             static_cast<double>(g.width) + static_cast<double>(g.text_tokens);
   if (tokens > static_cast<double>(std::numeric_limits<std::int32_t>::max())) {
-    std::ostringstream count;  // a double: the product may not fit an integer
-    count.precision(17);
-    count << tokens;
-    throw Error("geometry", "frames * height * width + text_tokens = " + count.str() + ": must be < 2^31");
+    // a double: the product may not fit an integer
+    throw Error("geometry",
+                "frames * height * width + text_tokens = " + detail::shortest_text(tokens) + ": must be < 2^31");
   }
   require_batch_fits(g, g.batch, "geometry.batch");
   if (g.order == TokenOrder::raster && !tile_is_default(g.tile)) {
