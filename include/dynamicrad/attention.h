@@ -49,6 +49,9 @@ class AttentionBackend {
 
 // CPU backend: multi-threaded, online softmax in fp32 over the layout's blocks. Worker scratch is
 // allocated by the first run() and reused; concurrent run() calls on one plan are serialised.
+// Scores are formed in fp32, as in the CUDA kernels and torch's SDPA: a scaled score beyond float's
+// range (about 3.4e38, e.g. q and k entries near 1e19 at head_dim 128) turns its row into NaN,
+// where attention_reference() stays finite.
 std::unique_ptr<AttentionBackend> plan_cpu_attention(BlockLayout layout,
                                                      const AttentionOptions& options);
 

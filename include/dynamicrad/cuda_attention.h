@@ -84,6 +84,8 @@ class CudaLayoutAttention {
   virtual void run(const AttentionArgs& args, const DeviceLayoutView& layout) const = 0;
   // Attention over every block pair (dense attention on the same kernels; no layout arrays).
   virtual void run_dense(const AttentionArgs& args) const = 0;
+  // Device memory the plan holds (its schedule), in bytes.
+  virtual std::int64_t device_bytes() const = 0;
 };
 
 // shape: the [batch, tokens, heads, head_dim] of q, k, v and out (head_dim must equal

@@ -78,6 +78,10 @@ class CudaMaskBuilder {
   // copy is asynchronous); it is valid once the stream has passed this point.
   void copy_status_async(MaskBuildStatus* status, void* stream) const;
 
+  // Device memory the builder holds, in bytes (allocated by the constructor, freed by the
+  // destructor on the builder's device whatever device is current then).
+  std::int64_t device_bytes() const;
+
  private:
   struct State;
   std::unique_ptr<State> state_;

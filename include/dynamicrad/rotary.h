@@ -68,8 +68,10 @@ struct RotaryArgs {
   int threads = 0;                     // cpu: worker threads (0: all)
 };
 
-// Throws Error naming the bad field. On Device::cuda every pointer is device memory; without the
-// CUDA backend that device throws Error("device", ...).
+// Throws Error naming the bad field. On Device::cuda every pointer is device memory of one device,
+// x's, where the kernels run whatever device is current (stream: one of that device's); a pointer
+// to host memory or to another device throws Error naming it. Without the CUDA backend that device
+// throws Error("device", ...).
 void apply_rotary(const RotaryArgs& args, Device device);
 
 namespace detail {

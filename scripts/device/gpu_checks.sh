@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # On a GPU machine: every correctness check of the CUDA code, then the one-pass Q/K kernel's timing.
 #   1. gpu_mask_check.sh: the GPU mask builder against the CPU engine, and under memcheck;
-#   2. gpu_engine_test: the CUDA engine against the CPU engine and the oracle;
+#   2. gpu_engine_test: the CUDA engine against the CPU engine and the oracle (with two GPUs, also an
+#      engine and the rotary kernel on device 1 while device 0 is current), then its quick cases and
+#      checks under compute-sanitizer memcheck;
 #   3. tests/gpu/gpu_torch_check.py: the torch layer on CUDA (operators, rotary bits, small models);
 #   4. compute-sanitizer memcheck of the rotary kernels (scripts/device/rotary_memcheck.py);
 #   5. bench/gpu/bench_rotary.py: norm + rotary at full Wan / HunyuanVideo shapes against stock.
@@ -19,10 +21,14 @@ tail -6 "$out/mask.txt"
 echo "== engine"
 .device-bin/gpu_engine_test > "$out/gpu_engine_test.txt" 2>&1 || status=1
 tail -3 "$out/gpu_engine_test.txt"
+grep -E "device 1|one CUDA device" "$out/gpu_engine_test.txt" || true
+if timeout "${SANITIZER_TIMEOUT:-600}" compute-sanitizer --tool memcheck --error-exitcode 3 .device-bin/gpu_engine_test --quick \
+    > "$out/gpu_engine_sanitizer.txt" 2>&1; then echo "engine memcheck: clean"; else status=1; tail -20 "$out/gpu_engine_sanitizer.txt"; fi
 echo "== torch layer"
 python3 tests/gpu/gpu_torch_check.py > "$out/gpu_torch_check.txt" 2>&1 || status=1
 grep -c "^ok" "$out/gpu_torch_check.txt" || true
 grep -v "^ok" "$out/gpu_torch_check.txt" | tail -8
+grep -E "cuda:1|second device" "$out/gpu_torch_check.txt" || true
 echo "== rotary memcheck"
 if compute-sanitizer --tool memcheck --error-exitcode 3 python3 scripts/device/rotary_memcheck.py \
     > "$out/rotary_memcheck.txt" 2>&1; then echo "clean"; else status=1; tail -20 "$out/rotary_memcheck.txt"; fi

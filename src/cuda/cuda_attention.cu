@@ -15,6 +15,7 @@
 
 #include "core/check.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/device_memory.cuh"
 #include "cuda/sparse_attention_params.cuh"
 #include "dynamicrad/cuda_attention.h"
 
@@ -26,40 +27,26 @@ using cuda::check_cuda;
 using detail::require;
 using detail::require_shape;
 
-struct DeviceFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
+using cuda::DeviceFree;
+using cuda::DeviceGuard;
 template <typename T>
 using DeviceArray = std::unique_ptr<T, DeviceFree>;
+
+// Device bytes to_device() allocates for `n` elements of T.
+template <typename T>
+std::int64_t device_size(std::size_t n) {
+  return static_cast<std::int64_t>(std::max<std::size_t>(1, n) * sizeof(T));
+}
 
 template <typename T>
 DeviceArray<T> to_device(const std::vector<T>& host, const char* what) {
   T* p = nullptr;
-  const std::size_t bytes = std::max<std::size_t>(1, host.size()) * sizeof(T);
+  const auto bytes = static_cast<std::size_t>(device_size<T>(host.size()));
   check_cuda(cudaMalloc(&p, bytes), what);
   DeviceArray<T> owned(p);
   if (!host.empty()) check_cuda(cudaMemcpy(p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), what);
   return owned;
 }
-
-// Makes `device` current for the guard's lifetime.
-class DeviceGuard {
- public:
-  explicit DeviceGuard(int device) {
-    check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
-    if (device != previous_) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    switched_ = device != previous_;
-  }
-  ~DeviceGuard() {
-    if (switched_) cudaSetDevice(previous_);
-  }
-  DeviceGuard(const DeviceGuard&) = delete;
-  DeviceGuard& operator=(const DeviceGuard&) = delete;
-
- private:
-  int previous_ = 0;
-  bool switched_ = false;
-};
 
 std::int64_t row_length(const BlockLayout& l, std::int64_t r) { return l.row_offsets[r + 1] - l.row_offsets[r]; }
 
@@ -172,7 +159,8 @@ KernelChoice choose_kernel(const CudaAttentionOptions& options, int block_size) 
 }
 
 // Checks the tensors' dtype, head_dim and alignment against the plan.
-void check_kernel_tensors(const AttentionArgs& args, const CudaAttentionOptions& options) {
+// `device`: the plan's device (KernelChoice::device), where every tensor must live.
+void check_kernel_tensors(const AttentionArgs& args, const CudaAttentionOptions& options, int device) {
   for (const auto& [dtype, name] : {std::pair<DType, const char*>{args.q.dtype, "q"}, {args.k.dtype, "k"},
                                     {args.v.dtype, "v"}}) {
     require(dtype == options.dtype, name,
@@ -187,6 +175,12 @@ void check_kernel_tensors(const AttentionArgs& args, const CudaAttentionOptions&
   require(aligned16(args.k.data), "k", "data must be 16-byte aligned");
   require(aligned16(args.v.data), "v", "data must be 16-byte aligned");
   require(aligned16(args.out.data), "out", "data must be 16-byte aligned");
+  const char* who = "CUDA attention";
+  cuda::require_device_memory(args.q.data, "q", device, who);
+  cuda::require_device_memory(args.k.data, "k", device, who);
+  cuda::require_device_memory(args.v.data, "v", device, who);
+  cuda::require_device_memory(args.out.data, "out", device, who);
+  if (args.lse != nullptr) cuda::require_device_memory(args.lse, "lse", device, who);
 }
 
 void launch(const cuda::SparseAttentionParams& p, const CudaAttentionOptions& options, const KernelChoice& choice,
@@ -254,7 +248,7 @@ class CudaAttention final : public AttentionBackend {
 
   void run(const AttentionArgs& args) const override {
     check_attention_args(args, &layout_);
-    check_kernel_tensors(args, options_);
+    check_kernel_tensors(args, options_, choice_.device);
     cuda::SparseAttentionParams p =
         kernel_params(args, layout_.batch, layout_.heads, layout_.tokens, layout_.blocks, softmax_scale(options_));
     p.row_offsets = row_offsets_.get();
@@ -307,11 +301,13 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
       std::vector<std::int32_t> cta_offsets;
       order = round_robin(rows, grid_, cta_offsets);
       cta_offsets_ = to_device(cta_offsets, "cudaMalloc(schedule)");
+      device_bytes_ += device_size<std::int32_t>(cta_offsets.size());
     } else {
       order.resize(static_cast<std::size_t>(rows));
       std::iota(order.begin(), order.end(), 0);
     }
     row_order_ = to_device(order, "cudaMalloc(schedule)");
+    device_bytes_ += device_size<std::int32_t>(order.size());
   }
 
   std::string name() const override { return choice_.kernel == CudaKernel::wgmma ? "cuda-wgmma" : "cuda-mma-sync"; }
@@ -328,12 +324,14 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
 
   void run_dense(const AttentionArgs& args) const override { launch_on(args, nullptr, nullptr); }
 
+  std::int64_t device_bytes() const override { return device_bytes_; }
+
  private:
   // Null arrays: the kernels' full layout (sparse_attention_params.cuh).
   void launch_on(const AttentionArgs& args, const std::int64_t* row_offsets, const std::int32_t* col_indices) const {
     require_shape(args.q, shape_, "q");
     check_attention_args(args, nullptr);  // k, v, out against q
-    check_kernel_tensors(args, options_);
+    check_kernel_tensors(args, options_, choice_.device);
     cuda::SparseAttentionParams p =
         kernel_params(args, shape_.batch, shape_.heads, shape_.tokens, blocks_, softmax_scale(options_));
     p.row_offsets = row_offsets;
@@ -351,6 +349,7 @@ class CudaLayoutAttentionImpl final : public CudaLayoutAttention {
   int grid_ = 0;
   DeviceArray<std::int32_t> row_order_;
   DeviceArray<std::int32_t> cta_offsets_;
+  std::int64_t device_bytes_ = 0;
 };
 
 }  // namespace

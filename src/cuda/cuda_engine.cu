@@ -10,6 +10,7 @@
 
 #include "core/check.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/device_memory.cuh"
 #include "dynamicrad/cuda_attention.h"
 #include "dynamicrad/cuda_mask.h"
 #include "engine/engine_backend.h"
@@ -19,13 +20,8 @@ namespace dynamicrad::detail {
 namespace {
 
 using cuda::check_cuda;
-
-struct PinnedFree {
-  void operator()(void* p) const { cudaFreeHost(p); }
-};
-struct DeviceFree {
-  void operator()(void* p) const { cudaFree(p); }
-};
+using cuda::DeviceFree;
+using cuda::PinnedFree;
 
 // A slot's own copy of a layout (keep_layouts), grown when a layout needs more room.
 struct KeptLayout {
@@ -37,15 +33,9 @@ struct KeptLayout {
 };
 
 // Host pointers handed to a kernel would fault and poison the context: refuse them up front.
+// Throws Error(name, ...) unless `p` is device memory of the engine's device.
 void require_device_memory(const void* p, const char* name, int device) {
-  cudaPointerAttributes attributes{};
-  const cudaError_t status = cudaPointerGetAttributes(&attributes, p);
-  if (status != cudaSuccess) cudaGetLastError();  // clear the error of an unregistered host pointer
-  const bool on_device = status == cudaSuccess &&
-                         (attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged);
-  require(on_device, name, "is not device memory: the CUDA engine takes tensors on the GPU");
-  require(attributes.device == device, name,
-          "lives on device " + std::to_string(attributes.device) + ", the engine runs on device " + std::to_string(device));
+  cuda::require_device_memory(p, name, device, "the CUDA engine");
 }
 
 // The mask builder's and pooling's grids put the batch in a grid dimension of at most 65535 blocks.
@@ -71,7 +61,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
             std::to_string(block) + ": the CUDA engine takes 64 or 128");
     require(prior.geometry.head_dim == 64 || prior.geometry.head_dim == 128, "geometry.head_dim",
             std::to_string(prior.geometry.head_dim) + ": the CUDA engine takes 64 or 128");
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     MaskBuildStatus* status = nullptr;
     check_cuda(cudaMallocHost(&status, sizeof(MaskBuildStatus) * slots_.size()), "cudaMallocHost (slot status)");
     status_.reset(status);
@@ -87,7 +77,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
       require_device_memory(pooled.q, "pooled_q", device_);
       require_device_memory(pooled.k, "pooled_k", device_);
     }
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     // A select() that throws leaves its slot without a layout; and without kept layouts, a build
     // into the shared buffers of a batch may have overwritten the current slot's layout half-way.
     SlotInfo& info = slots_[slot];
@@ -113,20 +103,20 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     require(args.q.shape.batch == view.batch, "q",
             "batch " + std::to_string(args.q.shape.batch) + " differs from the batch " + std::to_string(view.batch) +
                 " slot " + std::to_string(slot) + "'s layout was selected for");
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     attention_plan(args).run(args, view);
   }
 
   void attend_dense(const AttentionArgs& args) const override {
     require_cuda_batch(args.q.shape.batch, "q");
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     attention_plan(args).run_dense(args);
   }
 
   KeptBlocks kept(int slot, void*) const override {
     const SlotInfo& info = slots_[slot];
     require(info.selected, "slot", std::to_string(slot) + ": no layout was selected for it yet");
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     check_cuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize (slot status)");
     const MaskBuildStatus& status = status_.get()[slot];
     check_status(status);
@@ -135,7 +125,7 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
 
   BlockLayout layout(int slot, void* stream) const override {
     const DeviceLayoutView v = slot_view(slot);
-    Guard guard(device_);
+    cuda::DeviceGuard guard(device_);
     // The select() may have run on any stream (torch's side streams do not wait for the default
     // one): wait for the whole device, as kept() does.
     (void)stream;
@@ -144,19 +134,25 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     return to_host(v);
   }
 
-  std::int64_t device_bytes() const override { return device_bytes_; }
+  // What the engine allocated itself (builders, attention plans, kept layouts), counted at
+  // allocation: other users of the device do not enter it.
+  std::int64_t device_bytes() const override {
+    std::int64_t bytes = 0;
+    for (const auto& b : batches_) bytes += b.second.builder->device_bytes();
+    for (const auto& a : attention_) bytes += a.second->device_bytes();
+    for (const KeptLayout& k : kept_) {
+      bytes += k.rows_capacity * static_cast<std::int64_t>(sizeof(std::int64_t)) +
+               k.cols_capacity * static_cast<std::int64_t>(sizeof(std::int32_t));
+    }
+    return bytes;
+  }
 
  private:
   // The attention plan for args' batch and dtype, made on first use (the caller holds the device
-  // guard), after the checks of the tensors' dtype and memory.
+  // guard), after the dtype check; the plan's run() checks the tensors' memory.
   const CudaLayoutAttention& attention_plan(const AttentionArgs& args) const {
     require(args.q.dtype == DType::f16 || args.q.dtype == DType::bf16, "q",
             "dtype " + to_string(args.q.dtype) + ": CUDA attention takes f16 or bf16");
-    require_device_memory(args.q.data, "q", device_);
-    require_device_memory(args.k.data, "k", device_);
-    require_device_memory(args.v.data, "v", device_);
-    require_device_memory(args.out.data, "out", device_);
-    if (args.lse != nullptr) require_device_memory(args.lse, "lse", device_);
     const std::int64_t batch = args.q.shape.batch;
     std::unique_ptr<CudaLayoutAttention>& plan = attention_[{batch, args.q.dtype}];
     if (!plan) {
@@ -166,26 +162,10 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
       o.head_dim = g.head_dim;
       o.device = device_;
       o.dtype = args.q.dtype;
-      const std::int64_t before = free_bytes();
       plan = plan_cuda_layout_attention(Shape{batch, total_tokens(g), g.heads, g.head_dim}, g.block_size, o);
-      device_bytes_ += before - free_bytes();
     }
     return *plan;
   }
-
-  class Guard {
-   public:
-    explicit Guard(int device) {
-      check_cuda(cudaGetDevice(&previous_), "cudaGetDevice");
-      if (device != previous_) check_cuda(cudaSetDevice(device), "cudaSetDevice");
-    }
-    ~Guard() { cudaSetDevice(previous_); }
-    Guard(const Guard&) = delete;
-    Guard& operator=(const Guard&) = delete;
-
-   private:
-    int previous_ = 0;
-  };
 
   struct PerBatch {
     std::unique_ptr<CudaMaskBuilder> builder;
@@ -196,20 +176,12 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     std::int64_t batch = 0;
   };
 
-  static std::int64_t free_bytes() {
-    std::size_t free = 0, total = 0;
-    check_cuda(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
-    return static_cast<std::int64_t>(free);
-  }
-
   PerBatch& per_batch(std::int64_t batch) {
     auto it = batches_.find(batch);
     if (it != batches_.end()) return it->second;
     const VideoGeometry& g = prior_.geometry;
-    const std::int64_t before = free_bytes();
     PerBatch b;
     b.builder = std::make_unique<CudaMaskBuilder>(prior_, batch, g.heads, g.head_dim);
-    device_bytes_ += before - free_bytes();
     return batches_.emplace(batch, std::move(b)).first->second;
   }
 
@@ -225,14 +197,12 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
     if (dst.rows_capacity < rows + 1) {
       std::int64_t* p = nullptr;
       check_cuda(cudaMalloc(&p, static_cast<std::size_t>(rows + 1) * sizeof(std::int64_t)), "cudaMalloc (kept layout)");
-      device_bytes_ += (rows + 1 - dst.rows_capacity) * static_cast<std::int64_t>(sizeof(std::int64_t));
       dst.row_offsets.reset(p);
       dst.rows_capacity = rows + 1;
     }
     if (dst.cols_capacity < status.kept) {
       std::int32_t* p = nullptr;
       check_cuda(cudaMalloc(&p, static_cast<std::size_t>(status.kept) * sizeof(std::int32_t)), "cudaMalloc (kept layout)");
-      device_bytes_ += (status.kept - dst.cols_capacity) * static_cast<std::int64_t>(sizeof(std::int32_t));
       dst.col_indices.reset(p);
       dst.cols_capacity = status.kept;
     }
@@ -267,7 +237,6 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   std::unique_ptr<MaskBuildStatus, PinnedFree> status_;
   int current_slot_ = -1;
   std::int64_t current_batch_ = 0;
-  mutable std::int64_t device_bytes_ = 0;
 };
 
 }  // namespace

@@ -7,6 +7,7 @@
 
 #include "core/parallel.h"
 #include "cuda/cuda_check.cuh"
+#include "cuda/device_memory.cuh"
 #include "cuda/device_stats.cuh"
 #include "dynamicrad/cuda_attention.h"
 #include "dynamicrad/cuda_mask.h"
@@ -24,7 +25,7 @@ class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   explicit DeviceBuffer(std::size_t bytes) { check_cuda(cudaMalloc(&ptr_, bytes), "cudaMalloc (objective)"); }
-  ~DeviceBuffer() { cudaFree(ptr_); }
+  ~DeviceBuffer() { cuda::DeviceFree{}(ptr_); }
   DeviceBuffer(DeviceBuffer&& other) noexcept : ptr_(other.ptr_) { other.ptr_ = nullptr; }
   DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
     std::swap(ptr_, other.ptr_);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/device_memory.cuh"
 #include "cuda/element.cuh"
 #include "cuda/pool.cuh"
 #include "dynamicrad/cuda_mask.h"
@@ -311,20 +312,6 @@ std::size_t select_shared_bytes(std::int64_t max_row) {
   return static_cast<std::size_t>(max_row) * (2 * sizeof(double) + sizeof(std::int32_t) + sizeof(std::uint8_t));
 }
 
-template <class T>
-void* device_copy(const std::vector<T>& host) {
-  void* ptr = nullptr;
-  check_cuda(cudaMalloc(&ptr, std::max<std::size_t>(1, host.size() * sizeof(T))), "cudaMalloc (mask builder)");
-  if (!host.empty()) check_cuda(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy (prior)");
-  return ptr;
-}
-
-void* device_alloc(std::size_t bytes) {
-  void* ptr = nullptr;
-  check_cuda(cudaMalloc(&ptr, std::max<std::size_t>(1, bytes)), "cudaMalloc (mask builder)");
-  return ptr;
-}
-
 }  // namespace
 
 struct CudaMaskBuilder::State {
@@ -345,13 +332,27 @@ struct CudaMaskBuilder::State {
   void* scan_temp = nullptr;
   std::size_t scan_temp_bytes = 0;
 
+  std::int64_t bytes = 0;  // device memory of `owned`
+
+  // An owned device allocation of `bytes` (at least 1).
   template <class T>
-  T* own(void* ptr) {
+  T* alloc(std::size_t n_bytes) {
+    void* ptr = nullptr;
+    n_bytes = std::max<std::size_t>(1, n_bytes);
+    check_cuda(cudaMalloc(&ptr, n_bytes), "cudaMalloc (mask builder)");
     owned.push_back(ptr);
+    bytes += static_cast<std::int64_t>(n_bytes);
     return static_cast<T*>(ptr);
   }
+  // An owned device copy of `host`.
+  template <class T>
+  T* copy(const std::vector<T>& host) {
+    T* ptr = alloc<T>(host.size() * sizeof(T));
+    if (!host.empty()) check_cuda(cudaMemcpy(ptr, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice), "cudaMemcpy (prior)");
+    return ptr;
+  }
   ~State() {
-    for (void* p : owned) cudaFree(p);
+    for (void* p : owned) cuda::DeviceFree{}(p);
   }
 };
 
@@ -382,22 +383,22 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
   }
   std::vector<std::uint8_t> kinds(prior.kinds.size());
   for (std::size_t i = 0; i < kinds.size(); ++i) kinds[i] = static_cast<std::uint8_t>(prior.kinds[i]);
-  s.prior_offsets = s.own<std::int64_t>(device_copy(prior.row_offsets));
-  s.prior_cols = s.own<std::int32_t>(device_copy(prior.col_indices));
-  s.prior_kinds = s.own<std::uint8_t>(device_copy(kinds));
-  s.block_tokens = s.own<float>(device_copy(tokens));
+  s.prior_offsets = s.copy(prior.row_offsets);
+  s.prior_cols = s.copy(prior.col_indices);
+  s.prior_kinds = s.copy(kinds);
+  s.block_tokens = s.copy(tokens);
   const std::size_t pooled = static_cast<std::size_t>(batch * heads * prior.blocks * head_dim);
-  s.pooled_q = s.own<float>(device_alloc(pooled * sizeof(float)));
-  s.pooled_k = s.own<float>(device_alloc(pooled * sizeof(float)));
+  s.pooled_q = s.alloc<float>(pooled * sizeof(float));
+  s.pooled_k = s.alloc<float>(pooled * sizeof(float));
   const std::size_t entries = static_cast<std::size_t>(batch * heads * prior.size());
-  s.keep = s.own<std::uint8_t>(device_alloc(entries));
-  s.counts = s.own<std::int64_t>(device_alloc(static_cast<std::size_t>(s.rows) * sizeof(std::int64_t)));
-  s.row_offsets = s.own<std::int64_t>(device_alloc(static_cast<std::size_t>(s.rows + 1) * sizeof(std::int64_t)));
-  s.col_indices = s.own<std::int32_t>(device_alloc(entries * sizeof(std::int32_t)));
-  s.flags = s.own<int>(device_alloc(sizeof(int)));
+  s.keep = s.alloc<std::uint8_t>(entries);
+  s.counts = s.alloc<std::int64_t>(static_cast<std::size_t>(s.rows) * sizeof(std::int64_t));
+  s.row_offsets = s.alloc<std::int64_t>(static_cast<std::size_t>(s.rows + 1) * sizeof(std::int64_t));
+  s.col_indices = s.alloc<std::int32_t>(entries * sizeof(std::int32_t));
+  s.flags = s.alloc<int>(sizeof(int));
   check_cuda(cub::DeviceScan::InclusiveSum(nullptr, s.scan_temp_bytes, s.counts, s.row_offsets + 1, static_cast<int>(s.rows)),
              "cub::DeviceScan sizing");
-  s.scan_temp = s.own<void>(device_alloc(s.scan_temp_bytes));
+  s.scan_temp = s.alloc<void>(s.scan_temp_bytes);
   check_cuda(cudaMemset(s.row_offsets, 0, sizeof(std::int64_t)), "cudaMemset (row_offsets[0])");
   const std::size_t shared_bytes = select_shared_bytes(s.max_row);
   if (shared_bytes > 48 * 1024) {
@@ -410,6 +411,8 @@ CudaMaskBuilder::CudaMaskBuilder(const RadialPrior& prior, std::int64_t batch, s
 }
 
 CudaMaskBuilder::~CudaMaskBuilder() = default;
+
+std::int64_t CudaMaskBuilder::device_bytes() const { return state_->bytes; }
 
 void CudaMaskBuilder::build(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, void* stream_ptr,
                             const PooledPrefix& pooled) {

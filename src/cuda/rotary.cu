@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "cuda/cuda_check.cuh"
+#include "cuda/device_memory.cuh"
 #include "cuda/element.cuh"
 #include "cuda/pool.cuh"
 #include "dynamicrad/error.h"
@@ -499,6 +500,15 @@ void apply_rotary_cuda(const RotaryArgs& a) {
   if (a.pooled != nullptr && a.x.shape.batch > 65535) {
     throw Error("x", "batch " + std::to_string(a.x.shape.batch) + ": the CUDA pooled output takes at most 65535");
   }
+  // The kernels run on x's device, whatever device is current; every other array must live there.
+  const char* who = "the CUDA rotary kernel";
+  const int device = cuda::device_of(a.x.data, "x", who);
+  cuda::require_device_memory(a.out.data, "out", device, who);
+  cuda::require_device_memory(a.cos, "cos", device, who);
+  cuda::require_device_memory(a.sin, "sin", device, who);
+  if (a.norm_weight != nullptr) cuda::require_device_memory(a.norm_weight, "norm_weight", device, who);
+  if (a.pooled != nullptr) cuda::require_device_memory(a.pooled, "pooled", device, who);
+  cuda::DeviceGuard guard(device);
   switch (a.x.dtype) {
     case DType::f32: launch<float>(a); break;
     case DType::f16: launch<__half>(a); break;

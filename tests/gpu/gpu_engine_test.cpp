@@ -30,11 +30,13 @@
 #include <vector>
 
 #include "dynamicrad/attention.h"
+#include "dynamicrad/cuda_attention.h"
 #include "dynamicrad/engine.h"
 #include "dynamicrad/error.h"
 #include "dynamicrad/geometry.h"
 #include "dynamicrad/layout.h"
 #include "dynamicrad/prior.h"
+#include "dynamicrad/rotary.h"
 #include "dynamicrad/select.h"
 #include "dynamicrad/tensor.h"
 #include "gpu_support.h"
@@ -195,6 +197,17 @@ std::string describe(const OutputCheck& c) {
   if (c.nonfinite > 0) s += ", " + std::to_string(c.nonfinite) + " non-finite outputs";
   if (c.lse_bad > 0) s += ", " + std::to_string(c.lse_bad) + " bad lse values";
   return s;
+}
+
+// Wan's rotation (no norm) of d's q into d's out with the [tokens, head_dim] tables cos / sin.
+dr::RotaryArgs rotary_args(const DeviceQkv& d, const void* cos, const void* sin, cudaStream_t stream) {
+  dr::RotaryArgs r;
+  r.x = d.tq();
+  r.out = dr::MutableTensor{d.out.ptr, d.dtype, d.shape};
+  r.cos = static_cast<const float*>(cos);
+  r.sin = static_cast<const float*>(sin);
+  r.stream = stream;
+  return r;
 }
 
 // ---- geometry and options -----------------------------------------------------------------------
@@ -530,6 +543,78 @@ std::vector<Check> build_checks(Rng& rng) {
     }
     return "";
   }});
+  // device_bytes() counts the engine's own allocations: selection sizes the builder, the first
+  // attend() of a batch its plan, and later calls of that batch allocate nothing at all.
+  checks.push_back({"device_bytes: allocations, none per call", [&rng, spec, dy]() -> std::string {
+    dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
+    const HostQkv x = make_qkv(rng, call_shape(gpu, 2), DType::bf16);
+    DeviceQkv d(x);
+    Stream stream;
+    if (gpu.device_bytes() != 0) return "an unused engine holds " + std::to_string(gpu.device_bytes()) + " bytes";
+    gpu.select(d.tq(), d.tk(), dy, 0, stream.s);
+    const std::int64_t selected = gpu.device_bytes();
+    gpu.attend(d.args(true, stream.s), 0);
+    const std::int64_t planned = gpu.device_bytes();
+    if (!(selected > 0 && planned > selected)) {
+      return "bytes after select " + std::to_string(selected) + ", after attend " + std::to_string(planned);
+    }
+    check(cudaDeviceSynchronize(), "sync");
+    std::size_t free_before = 0, free_after = 0, total = 0;
+    check(cudaMemGetInfo(&free_before, &total), "cudaMemGetInfo");
+    for (int i = 0; i < 3; ++i) {
+      gpu.select(d.tq(), d.tk(), dy, 0, stream.s);
+      gpu.attend(d.args(true, stream.s), 0);
+    }
+    check(cudaDeviceSynchronize(), "sync");
+    check(cudaMemGetInfo(&free_after, &total), "cudaMemGetInfo");
+    if (gpu.device_bytes() != planned) return "repeated calls changed device_bytes to " + std::to_string(gpu.device_bytes());
+    if (free_after != free_before) {
+      return "repeated calls moved the device's free memory by " +
+             std::to_string(static_cast<long long>(free_before) - static_cast<long long>(free_after)) + " bytes";
+    }
+    return "";
+  }});
+  // Host memory handed to CUDA attention (a plan of its own, no engine) or to the CUDA rotary kernel
+  // is an error naming the array, raised before any launch.
+  checks.push_back({"host memory: attention plan, rotary", [&rng]() -> std::string {
+    const dr::Shape shape = shape_of(1, 300, 2, 128);
+    const HostQkv x = make_qkv(rng, shape, DType::bf16);
+    DeviceQkv d(x);
+    dr::HostTensor host(DType::bf16, shape);
+    std::vector<float> host_floats(static_cast<std::size_t>(shape.tokens * shape.heads * shape.head_dim));
+    dr::CudaAttentionOptions o;
+    o.head_dim = 128;
+    const std::unique_ptr<dr::CudaLayoutAttention> plan = dr::plan_cuda_layout_attention(shape, 128, o);
+    const std::vector<std::pair<const char*, std::function<void(dr::AttentionArgs&)>>> attention = {
+        {"q", [&](dr::AttentionArgs& a) { a.q.data = host.view().data; }},
+        {"k", [&](dr::AttentionArgs& a) { a.k.data = host.view().data; }},
+        {"v", [&](dr::AttentionArgs& a) { a.v.data = host.view().data; }},
+        {"out", [&](dr::AttentionArgs& a) { a.out.data = host.mutable_view().data; }},
+        {"lse", [&](dr::AttentionArgs& a) { a.lse = host_floats.data(); }},
+    };
+    for (const auto& [field, spoil] : attention) {
+      dr::AttentionArgs a = d.args(true, nullptr);
+      spoil(a);
+      const std::string err = expect_error(field, [&] { plan->run_dense(a); });
+      if (!err.empty()) return std::string("attention, host ") + field + ": " + err;
+    }
+    DeviceBuffer table(host_floats.size() * sizeof(float));
+    check(cudaMemset(table.ptr, 0, host_floats.size() * sizeof(float)), "zero table");
+    const std::vector<std::pair<const char*, std::function<void(dr::RotaryArgs&)>>> rotary = {
+        {"x", [&](dr::RotaryArgs& r) { r.x.data = host.view().data; }},
+        {"out", [&](dr::RotaryArgs& r) { r.out.data = host.mutable_view().data; }},
+        {"cos", [&](dr::RotaryArgs& r) { r.cos = host_floats.data(); }},
+        {"sin", [&](dr::RotaryArgs& r) { r.sin = host_floats.data(); }},
+    };
+    for (const auto& [field, spoil] : rotary) {
+      dr::RotaryArgs r = rotary_args(d, table.ptr, table.ptr, nullptr);
+      spoil(r);
+      const std::string err = expect_error(field, [&] { dr::apply_rotary(r, dr::Device::cuda); });
+      if (!err.empty()) return std::string("rotary, host ") + field + ": " + err;
+    }
+    check(cudaDeviceSynchronize(), "sync");
+    return nonfinite_outputs(d) == d.shape.elements() ? "" : "an error call wrote to out";
+  }});
   checks.push_back({"call errors", [&rng, spec, st]() -> std::string {
     dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
     const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
@@ -609,6 +694,132 @@ std::vector<Check> build_checks(Rng& rng) {
     if (want != got) return "out over q differs from a separate out";
     return "";
   }});
+
+  // An engine on device 1 while device 0 is current: every call runs on device 1 and leaves device
+  // 0 current; the results equal an engine's on device 0; tensors of the other device are refused;
+  // and the engine's teardown, with device 0 current, returns every byte of device 1.
+  int devices = 0;
+  check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+  if (devices >= 2) {
+    checks.push_back({"device 1 while device 0 is current", [&rng, spec, dy]() -> std::string {
+      check(cudaSetDevice(0), "cudaSetDevice");
+      dr::EngineOptions on0 = engine_options(spec, dr::Device::cuda);
+      on0.cuda_device = 0;
+      dr::EngineOptions on1 = on0;
+      on1.cuda_device = 1;
+      dr::SparseAttentionEngine cpu(engine_options(spec, dr::Device::cpu));
+      const HostQkv x = make_qkv(rng, call_shape(cpu, 2), DType::bf16);
+      cpu.select(x.q.view(), x.k.view(), dy, 0);
+      const dr::BlockLayout want = cpu.layout(0);
+      DeviceQkv d0(x);
+      Stream s0;
+      std::unique_ptr<DeviceQkv> d1;
+      std::unique_ptr<Stream> s1;
+      {
+        gpu_test::CurrentDevice on(1);
+        d1 = std::make_unique<DeviceQkv>(x);
+        s1 = std::make_unique<Stream>();
+      }
+      auto current = [] {
+        int c = -1;
+        check(cudaGetDevice(&c), "cudaGetDevice");
+        return c;
+      };
+      auto run = [&](dr::SparseAttentionEngine& e, const DeviceQkv& d, cudaStream_t s) {
+        e.select(d.tq(), d.tk(), dy, 0, s);
+        e.attend(d.args(true, s), 0);
+        check(cudaStreamSynchronize(s), "attend");
+      };
+      std::int64_t bytes0 = 0;
+      {
+        dr::SparseAttentionEngine gpu0(on0);
+        run(gpu0, d0, s0.s);
+        bytes0 = gpu0.device_bytes();
+      }
+      const auto free_on_1 = [] {
+        gpu_test::CurrentDevice on(1);
+        std::size_t free = 0, total = 0;
+        check(cudaDeviceSynchronize(), "sync device 1");
+        check(cudaMemGetInfo(&free, &total), "cudaMemGetInfo");
+        return free;
+      };
+      for (int round = 0; round < 2; ++round) {  // round 0 also loads device 1's kernels
+        {
+          gpu_test::CurrentDevice on(1);
+          d1->poison();
+        }
+        const std::size_t free_before = free_on_1();
+        {
+          dr::SparseAttentionEngine gpu1(on1);
+          if (current() != 0) return "the constructor left device " + std::to_string(current()) + " current";
+          run(gpu1, *d1, s1->s);
+          if (current() != 0) return "select / attend left device " + std::to_string(current()) + " current";
+          std::string diff = layout_difference(gpu1.layout(0, s1->s), want);
+          if (!diff.empty()) return "layout: " + diff;
+          if (gpu1.kept(0, s1->s).kept != want.row_offsets.back()) return "kept(0) differs from the layout";
+          if (gpu1.device_bytes() != bytes0) {
+            return "device_bytes " + std::to_string(gpu1.device_bytes()) + " on device 1, " + std::to_string(bytes0) +
+                   " on device 0";
+          }
+          std::string err = expect_error("q", [&] { gpu1.select(d0.tq(), d0.tk(), dy, 0, s1->s); });
+          if (!err.empty()) return "device 0 tensors: " + err;
+          if (current() != 0) return "layout / kept / errors left device " + std::to_string(current()) + " current";
+        }
+        if (current() != 0) return "the destructor left device " + std::to_string(current()) + " current";
+        check(cudaGetLastError(), "after the destructor");
+        const std::size_t free_after = free_on_1();
+        if (round == 1 && free_after != free_before) {
+          return "the engine's teardown left " +
+                 std::to_string(static_cast<long long>(free_before) - static_cast<long long>(free_after)) +
+                 " bytes of device 1 allocated";
+        }
+      }
+      const auto same_outputs = [&](const char* what) -> std::string {
+        gpu_test::CurrentDevice on(1);
+        const dr::HostTensor out1 = gpu_test::download(d1->out.ptr, d1->dtype, d1->shape, "copy out");
+        const dr::HostTensor out0 = gpu_test::download(d0.out.ptr, d0.dtype, d0.shape, "copy out");
+        for (std::int64_t i = 0; i < out0.shape().elements(); ++i) {
+          if (!(out0.get(i) == out1.get(i))) {
+            return std::string(what) + ": device 1's output differs from device 0's at element " + std::to_string(i);
+          }
+        }
+        return "";
+      };
+      {
+        gpu_test::CurrentDevice on(1);
+        const OutputCheck o = check_output(x, *d1, want, true);
+        if (!o.ok) return describe(o);
+      }
+      std::string diff = same_outputs("attention");
+      if (!diff.empty()) return diff;
+      // The rotary kernel on device 1's tensors and stream runs there and gives device 0's bits.
+      const std::size_t table_bytes = static_cast<std::size_t>(x.q.shape().tokens * x.q.shape().head_dim) * sizeof(float);
+      dr::HostTensor table(DType::f32, shape_of(1, x.q.shape().tokens, 1, x.q.shape().head_dim));
+      for (std::int64_t i = 0; i < table.shape().elements(); ++i) table.set(i, static_cast<float>(rng.normal()));
+      DeviceBuffer table0(table_bytes);
+      gpu_test::upload(table0.ptr, table, "copy table");
+      std::unique_ptr<DeviceBuffer> table1;
+      {
+        gpu_test::CurrentDevice on(1);
+        table1 = std::make_unique<DeviceBuffer>(table_bytes);
+        gpu_test::upload(table1->ptr, table, "copy table");
+      }
+      dr::apply_rotary(rotary_args(d0, table0.ptr, table0.ptr, s0.s), dr::Device::cuda);
+      dr::apply_rotary(rotary_args(*d1, table1->ptr, table1->ptr, s1->s), dr::Device::cuda);
+      if (current() != 0) return "apply_rotary left device " + std::to_string(current()) + " current";
+      check(cudaStreamSynchronize(s0.s), "rotary on device 0");
+      {
+        gpu_test::CurrentDevice on(1);
+        check(cudaStreamSynchronize(s1->s), "rotary on device 1");
+      }
+      const std::string err = expect_error(
+          "cos", [&] { dr::apply_rotary(rotary_args(*d1, table0.ptr, table1->ptr, s1->s), dr::Device::cuda); });
+      if (!err.empty()) return "a device 0 table with device 1 tensors: " + err;
+      return same_outputs("rotary");
+    }});
+  } else {
+    std::printf("  (one CUDA device: the check of an engine on device 1 is skipped)\n");
+  }
   return checks;
 }
 

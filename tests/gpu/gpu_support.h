@@ -91,20 +91,57 @@ inline void check(cudaError_t status, const char* what) {
   if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
 }
 
-// A device buffer freed on scope exit.
+// Makes `device` current for its lifetime.
+class CurrentDevice {
+ public:
+  explicit CurrentDevice(int device) {
+    check(cudaGetDevice(&previous_), "cudaGetDevice");
+    check(cudaSetDevice(device), "cudaSetDevice");
+  }
+  ~CurrentDevice() { cudaSetDevice(previous_); }
+  CurrentDevice(const CurrentDevice&) = delete;
+  CurrentDevice& operator=(const CurrentDevice&) = delete;
+
+ private:
+  int previous_ = 0;
+};
+
+// Calls release() with `device` current, then restores the current device (never throws).
+template <typename Release>
+void release_on(int device, Release release) {
+  int previous = device;
+  cudaGetDevice(&previous);
+  if (previous != device) cudaSetDevice(device);
+  release();
+  if (previous != device) cudaSetDevice(previous);
+}
+
+// A buffer on the current device, freed there on scope exit.
 struct DeviceBuffer {
   void* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t bytes) { check(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 16)), "cudaMalloc"); }
-  ~DeviceBuffer() { cudaFree(ptr); }
+  int device = 0;
+  explicit DeviceBuffer(std::size_t bytes) {
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 16)), "cudaMalloc");
+  }
+  ~DeviceBuffer() {
+    release_on(device, [this] { cudaFree(ptr); });
+  }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
 };
 
-// A stream destroyed on scope exit.
+// A stream of the current device, destroyed on scope exit.
 struct Stream {
   cudaStream_t s = nullptr;
-  Stream() { check(cudaStreamCreate(&s), "cudaStreamCreate"); }
-  ~Stream() { cudaStreamDestroy(s); }
+  int device = 0;
+  Stream() {
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaStreamCreate(&s), "cudaStreamCreate");
+  }
+  ~Stream() {
+    release_on(device, [this] { cudaStreamDestroy(s); });
+  }
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
 };

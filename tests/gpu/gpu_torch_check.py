@@ -19,6 +19,8 @@ scripts/device/gpu_step.sh. Exits 1 when a check fails.
      bf16 CUDA tensors): the CUDA engine against the CPU engine and torch SDPA (both kernels: block 128
      wgmma, block 64 mma.sync), and the small Wan / HunyuanVideo transformers' dense steps against
      stock.
+  8. With two GPUs: a small Wan transformer on cuda:1 while cuda:0 is current gives cuda:0's output
+     and sparsity, leaves cuda:0 current, and disable() frees its engines' memory on cuda:1.
 """
 
 from __future__ import annotations
@@ -231,7 +233,7 @@ def dense_on_engine() -> None:
         gpu.close()
 
 
-def small_wan(heads: int, channels: int, text_dim: int, layers: int):
+def small_wan(heads: int, channels: int, text_dim: int, layers: int, device: str = "cuda"):
     """A random bf16 Wan transformer on the GPU with head_dim 128 (seed 0)."""
     from diffusers import WanTransformer3DModel
 
@@ -240,7 +242,7 @@ def small_wan(heads: int, channels: int, text_dim: int, layers: int):
         patch_size=(1, 2, 2), num_attention_heads=heads, attention_head_dim=128, in_channels=channels,
         out_channels=channels, text_dim=text_dim, freq_dim=32, ffn_dim=256, num_layers=layers, cross_attn_norm=True,
         qk_norm="rms_norm_across_heads", rope_max_seq_len=64,
-    ).to("cuda", torch.bfloat16).eval()
+    ).to(device, torch.bfloat16).eval()
 
 
 def wan_density_one() -> None:
@@ -360,6 +362,52 @@ def hunyuan_padded_prompts() -> None:
     check(torch.equal(call(900.0), stock), "HunyuanVideo on CUDA: disable() restores stock exactly")
 
 
+def second_device() -> None:
+    """A small Wan transformer on cuda:1 while cuda:0 is current: the output and sparsity of the same
+    model on cuda:0, cuda:0 stays current, and disable() returns every byte the engines took on cuda:1."""
+    import gc
+
+    if torch.cuda.device_count() < 2:
+        print("skip  second device: one CUDA device", flush=True)
+        return
+    torch.cuda.set_device(0)
+    results = {}
+    for device, rounds in (("cuda:0", 1), ("cuda:1", 2)):  # cuda:1's first round also loads its kernels
+        model = small_wan(heads=4, channels=16, text_dim=64, layers=2, device=device)
+        g = torch.Generator().manual_seed(1)
+        inputs = dict(hidden_states=torch.randn(2, 16, 6, 32, 48, generator=g).to(device, torch.bfloat16),
+                      encoder_hidden_states=torch.randn(2, 16, 64, generator=g).to(device, torch.bfloat16),
+                      timestep=torch.full((2,), 800.0, device=device))
+        for _ in range(rounds):
+            gc.collect()
+            torch.cuda.synchronize(device)
+            with torch.cuda.device(device):
+                torch.cuda.empty_cache()
+            free_before = torch.cuda.mem_get_info(device)[0]
+            state = dynamicrad.enable(model, warmup_steps=0, regime="high")
+            with torch.no_grad():
+                out = model(**inputs).sample
+            results[device] = (out.cpu(), state.mean_sparsity(), state.device_bytes())
+            dynamicrad.disable(model)
+            del state, out
+            gc.collect()
+            torch.cuda.synchronize(device)
+            with torch.cuda.device(device):
+                torch.cuda.empty_cache()
+            free_after = torch.cuda.mem_get_info(device)[0]
+        check(torch.cuda.current_device() == 0, f"{device}: cuda:0 stays the current device")
+        if device == "cuda:1":
+            check(free_after == free_before,
+                  f"cuda:1 with cuda:0 current: disable() frees the engines' memory ({free_before - free_after} bytes left)")
+        del model, inputs
+    (out0, sparsity0, bytes0), (out1, sparsity1, bytes1) = results["cuda:0"], results["cuda:1"]
+    e = rel(out1, out0)
+    check(e < 1e-3 and sparsity1 == sparsity0 and sparsity0 > 0.05,
+          f"Wan on cuda:1 with cuda:0 current vs on cuda:0: rel {e:.2e} (bits equal: {torch.equal(out0, out1)}), "
+          f"sparsity {sparsity1:.3f} vs {sparsity0:.3f}")
+    check(bytes1 == bytes0 and bytes0 > 0, f"engine device bytes on cuda:1 {bytes1}, on cuda:0 {bytes0}")
+
+
 def main() -> int:
     if not torch.cuda.is_available():
         print("gpu_torch_check: needs a CUDA GPU", file=sys.stderr)
@@ -373,6 +421,7 @@ def main() -> int:
     wan_density_one()
     wan_compiled_steps()
     hunyuan_padded_prompts()
+    second_device()
     print(f"{len(failures)} failure(s)")
     return 1 if failures else 0
 
