@@ -452,6 +452,13 @@ TEST(Attention, ArgumentErrorsNameTheTensor) {
   const Qkv more_heads = random_qkv(rng, dr_test::make_shape(1, 70, 3, 16));
   Result hr = poisoned_result(more_heads.q.shape(), dr::DType::f32);
   EXPECT_DR_ERROR(backend->run(args_for(more_heads, hr)), "q", "layout", "heads");
+
+  // A scale that is not finite: refused by the plan and by the reference, with or without a layout.
+  for (const double bad : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    EXPECT_DR_FIELD(dr::plan_cpu_attention(l, threads(1, bad)), "options.scale");
+    EXPECT_DR_FIELD(dr::attention_reference(good, threads(1, bad), &l), "options.scale");
+    EXPECT_DR_FIELD(dr::attention_reference(good, threads(1, bad), nullptr), "options.scale");
+  }
 }
 
 TEST(Attention, PlanRejectsInvalidLayout) {

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "dynamicrad/device.h"
@@ -154,6 +155,28 @@ TEST(CApi, ErrorsNameTheFieldAndCodeTheKind) {
     EXPECT_EQ(handle, nullptr);
     EXPECT_NE(std::string(error).find("outside the integer range"), std::string::npos) << error;
   }
+  // A value of the wrong JSON kind, or a tile that is not three integers: an invalid argument that
+  // names the field (not the JSON library's runtime error, nor the first three entries taken).
+  const std::vector<std::pair<const char*, const char*>> bad_kinds = {
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8},
+           "prior": {"gamma": "2"}})",
+       "options.prior.gamma"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8}, "scale": true})",
+       "options.scale"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8, "block_size": 32,
+                        "token_order": "tiled3d", "tile": [2, 4, 4, 1]}})",
+       "options.geometry.tile"},
+      {R"({"geometry": {"frames": 2, "height": 4, "width": 4, "heads": 1, "head_dim": 8, "block_size": 32,
+                        "token_order": "tiled3d", "tile": [4, 8]}})",
+       "options.geometry.tile"},
+  };
+  for (const auto& [options, field] : bad_kinds) {
+    SCOPED_TRACE(options);
+    handle = reinterpret_cast<dr_engine*>(0x1);
+    EXPECT_EQ(dr_engine_create(options, &handle, error, sizeof error), DR_INVALID_ARGUMENT);
+    EXPECT_EQ(handle, nullptr);
+    EXPECT_EQ(std::string(error).rfind(field, 0), 0u) << error;
+  }
 
   Engine e;
   ASSERT_EQ(dr_engine_create(kOptions, &e.handle, error, sizeof error), DR_OK) << error;
@@ -235,6 +258,12 @@ TEST(CApi, TextOutputsUseTheTwoCallPattern) {
   std::string json(needed, '\0');
   ASSERT_EQ(dr_preset_geometry("wan2.1-14b-720p", json.data(), json.size(), &needed, error, sizeof error), DR_OK);
   EXPECT_NE(json.find("\"frames\":21"), std::string::npos) << json;
+  // One byte short of `needed` (no room for the terminating NUL): too small, and nothing is written.
+  std::vector<char> one_short(needed, 'x');
+  EXPECT_EQ(dr_preset_geometry("wan2.1-14b-720p", one_short.data(), needed - 1, &needed, error, sizeof error),
+            DR_BUFFER_TOO_SMALL);
+  EXPECT_EQ(needed, json.size());
+  EXPECT_TRUE(std::all_of(one_short.begin(), one_short.end(), [](char c) { return c == 'x'; }));
   EXPECT_EQ(dr_preset_geometry("wan9", json.data(), json.size(), &needed, error, sizeof error), DR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(error).find("wan2.1-14b-720p"), std::string::npos) << error;
 
@@ -260,6 +289,11 @@ TEST(CApi, TextOutputsUseTheTwoCallPattern) {
   ASSERT_EQ(dr_token_permutation(geometry, perm.data(), 64, error, sizeof error), DR_OK) << error;
   EXPECT_EQ(dr_token_permutation(geometry, perm.data(), 63, error, sizeof error), DR_INVALID_ARGUMENT);
   EXPECT_EQ(std::string(error).rfind("perm", 0), 0u) << error;
+  // n must equal the tokens: a larger array is refused too, and left alone.
+  std::vector<std::int64_t> longer(65, -1);
+  EXPECT_EQ(dr_token_permutation(geometry, longer.data(), 65, error, sizeof error), DR_INVALID_ARGUMENT);
+  EXPECT_EQ(std::string(error).rfind("perm", 0), 0u) << error;
+  EXPECT_TRUE(std::all_of(longer.begin(), longer.end(), [](std::int64_t x) { return x == -1; }));
 }
 
 TEST(CApi, DestroyIsSafeOnNullAndTheBuildIsDescribed) {
@@ -726,4 +760,21 @@ TEST(CApi, LayoutCopiesOnlyWhatTheArraysHold) {
   EXPECT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, offsets.data(), cols.data(), error, sizeof error), DR_OK)
       << error;
   EXPECT_EQ(offsets.back(), entries);
+  // Capacities one short of the layout (rows - 1 rows, or entries - 1 entries): too small, the
+  // sizes come back and nothing is written.
+  const std::int64_t need_rows = rows, need_entries = entries;
+  for (const auto& [cap_rows, cap_entries] : {std::pair<std::int64_t, std::int64_t>{need_rows - 1, need_entries},
+                                              {need_rows, need_entries - 1}}) {
+    SCOPED_TRACE(std::to_string(cap_rows) + " rows, " + std::to_string(cap_entries) + " entries");
+    offsets.assign(static_cast<std::size_t>(need_rows + 1), -7);
+    cols.assign(static_cast<std::size_t>(need_entries), -7);
+    rows = cap_rows;
+    entries = cap_entries;
+    EXPECT_EQ(dr_engine_layout(e.handle, 0, &rows, &entries, offsets.data(), cols.data(), error, sizeof error),
+              DR_BUFFER_TOO_SMALL);
+    EXPECT_EQ(rows, need_rows);
+    EXPECT_EQ(entries, need_entries);
+    EXPECT_TRUE(std::all_of(offsets.begin(), offsets.end(), [](std::int64_t x) { return x == -7; }));
+    EXPECT_TRUE(std::all_of(cols.begin(), cols.end(), [](std::int32_t x) { return x == -7; }));
+  }
 }

@@ -267,6 +267,21 @@ TEST(Geometry, ValidateNamesTheBadField) {
                   "tile");
 }
 
+// Sequence positions are int32: 2^31 - 1 tokens is the most a geometry may hold, not one fewer.
+TEST(Geometry, TokensUpToTheInt32LimitAreAccepted) {
+  dr::VideoGeometry g = small_geometry();
+  g.heads = 1;
+  g.head_dim = 1;
+  g.frames = 1;
+  g.height = 1;
+  g.width = 2147483646;
+  g.text_tokens = 1;  // 2^31 - 1 tokens in all
+  g.text_placement = dr::TextPlacement::suffix;
+  EXPECT_NO_THROW(dr::validate(g));
+  g.text_tokens = 2;  // 2^31
+  EXPECT_DR_ERROR(dr::validate(g), "geometry");
+}
+
 TEST(Geometry, ErrorCarriesFieldName) {
   dr::VideoGeometry g = small_geometry();
   g.block_size = 48;

@@ -76,6 +76,21 @@ TEST(Layout, ValidateRejectsBadLayouts) {
     EXPECT_DR_ERROR(dr::validate(l), "col_indices", "column", "columns");
   }
   {
+    // A row's last column == blocks while the row stays ascending: only the range check sees it
+    // (hand_layout's row 2 becomes {0, 1, 3}).
+    auto l = hand_layout();
+    l.col_indices[5] = 3;
+    EXPECT_DR_ERROR(dr::validate(l), "col_indices");
+  }
+  {
+    // Offsets 0, 2, 1, 3 over columns 0, 1, 2: rows {0, 1}, [2, 1) and {1, 2} are ascending and
+    // in range, so only the decrease at row 1 is wrong.
+    auto l = dr_test::make_layout(1, 1, 96, 32, {{0}, {1}, {2}});
+    l.col_indices = {0, 1, 2};
+    l.row_offsets = {0, 2, 1, 3};
+    EXPECT_DR_ERROR(dr::validate(l), "row_offsets");
+  }
+  {
     auto l = hand_layout();
     l.col_indices[0] = -1;
     EXPECT_DR_ERROR(dr::validate(l), "col_indices", "column", "columns");
@@ -156,6 +171,9 @@ TEST(Layout, HeadSparsityAveragesOverBatch) {
   EXPECT_NEAR(s.density, 0.75, 1e-12);
   EXPECT_NEAR(s.token_density, 0.75, 1e-12);
   EXPECT_EQ(s.min_row_blocks, 1);
+  // The smallest row need not be the last one.
+  EXPECT_EQ(dr::layout_stats(dr_test::make_layout(1, 1, 96, 32, {{0}, {0, 1}, {0, 1, 2}}), nullptr).min_row_blocks, 1);
+  EXPECT_EQ(dr::layout_stats(dr_test::make_layout(2, 1, 64, 32, {{0, 1}, {}, {0, 1}, {1}}), nullptr).min_row_blocks, 0);
   // An empty row brings min_row_blocks to 0.
   const dr::LayoutStats e = dr::layout_stats(dr_test::make_layout(1, 1, 64, 32, {{0, 1}, {}}), nullptr);
   EXPECT_EQ(e.min_row_blocks, 0);

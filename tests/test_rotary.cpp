@@ -275,6 +275,21 @@ TEST(Rotary, PerHeadNormAndPerElementPairsFollowTheFormulaBitForBit) {
   }
 }
 
+// rotated_tokens = tokens rotates every token: the bits of -1 (the default).
+TEST(Rotary, RotatedTokensEqualToTheTokensIsEveryToken) {
+  dr_test::Rng rng(21);
+  const Inputs in = make_inputs(rng, Case{dr::DType::f32, dr_test::make_shape(2, 5, 2, 6)});
+  dr::RotaryArgs all;
+  dr::RotaryArgs every = all;
+  every.rotated_tokens = 5;
+  const dr::HostTensor want = run(in, all);
+  const dr::HostTensor got = run(in, every);
+  for (std::int64_t i = 0; i < want.shape().elements(); ++i) ASSERT_EQ(got.get(i), want.get(i)) << i;
+  expect_stock_rotation(in, got, [&](std::int64_t b, std::int64_t n, std::int64_t h, std::int64_t i) {
+    return in.x.get(in.x.index(b, n, h, i));
+  });
+}
+
 TEST(Rotary, NoRotatedTokensLeavesTheNormAlone) {
   // rotated_tokens = 0 without a norm copies x; the tables are never read (null would be refused,
   // so any pointer will do).

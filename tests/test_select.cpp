@@ -376,6 +376,31 @@ TEST(Select, PoolBlocksRejectsNonFiniteNamingTheTensor) {
   EXPECT_DR_ERROR(dr::pool_blocks(qh.view(), kh.view(), g), "k");
 }
 
+// The error names the element's [batch, token, head, dim] (the tensor is [batch, tokens, heads, head_dim]).
+TEST(Select, PoolBlocksNonFiniteErrorNamesTheElement) {
+  dr::VideoGeometry g;
+  g.frames = 2;
+  g.height = 4;
+  g.width = 9;  // 72 tokens
+  g.block_size = 32;
+  g.batch = 2;
+  g.heads = 3;
+  g.head_dim = 4;
+  const dr::Shape shape = dr_test::make_shape(2, 72, 3, 4);
+  dr_test::Rng rng(5);
+  const dr::HostTensor q0 = dr_test::random_tensor(rng, shape);
+  const dr::HostTensor k0 = dr_test::random_tensor(rng, shape);
+  dr::HostTensor k = k0;
+  k.set(k.index(1, 37, 2, 1), std::numeric_limits<float>::quiet_NaN());
+  try {
+    dr::pool_blocks(q0.view(), k.view(), g);
+    ADD_FAILURE() << "pool_blocks accepted a NaN";
+  } catch (const dr::Error& e) {
+    EXPECT_EQ(e.field(), "k");
+    EXPECT_NE(std::string(e.what()).find("NaN at [batch 1, token 37, head 2, dim 1]"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Select, PoolBlocksRejectsMismatchedShapes) {
   dr::VideoGeometry g;
   g.frames = 2;
@@ -525,6 +550,41 @@ TEST(Select, DynamicThresholdWeighsBlocksByTheirTokens) {
   EXPECT_TRUE(short_candidate) << "geometry has no row where the short block is a candidate";
 }
 
+TEST(Select, DynamicThresholdKeepsAMassEqualToTau) {
+  // All scores equal: a full block's mass is exactly 32 / (the row's tokens), and tau set to that
+  // value keeps it (p >= tau); the short last block (10 tokens) falls below and is dropped.
+  dr::VideoGeometry g = candidate_rich_geometry();
+  g.frames = 11;  // 1386 tokens, block 32: the last block holds 10 tokens
+  const dr::RadialPrior prior = dr::build_radial_prior(g, candidate_rich_params());
+  const std::int64_t last = prior.blocks - 1;
+  ASSERT_EQ(block_tokens(prior, last), 10);
+  dr::PooledBlocks pooled;
+  pooled.batch = 1;
+  pooled.heads = 1;
+  pooled.blocks = prior.blocks;
+  pooled.head_dim = 4;
+  pooled.q.assign(static_cast<std::size_t>(prior.blocks * 4), 0.5f);
+  pooled.k.assign(static_cast<std::size_t>(prior.blocks * 4), -0.25f);
+  std::int64_t full_candidates = 0;
+  for (std::int64_t R = 0; R < prior.blocks; ++R) {
+    double total = 0.0;
+    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
+      total += static_cast<double>(block_tokens(prior, prior.col_indices[e]));
+    dr::SelectionParams sp;
+    sp.mode = dr::SelectionMode::dynamic_threshold;
+    sp.tau_near = sp.tau_far = 32.0 / total;
+    const dr::BlockLayout layout = dr::select_blocks(prior, pooled, sp);
+    std::vector<std::int32_t> want;
+    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e) {
+      const bool forced = prior.kinds[e] == dr::BlockKind::forced;
+      if (forced || prior.col_indices[e] != last) want.push_back(prior.col_indices[e]);
+      full_candidates += !forced && prior.col_indices[e] != last;
+    }
+    EXPECT_EQ(dr_test::row_cols(layout, R), want) << "row " << R << " tau=" << sp.tau_near;
+  }
+  EXPECT_GT(full_candidates, 0) << "geometry has no full candidate block";
+}
+
 TEST(Select, FullRatioOrZeroThresholdIsTheWholePrior) {
   dr_test::Rng rng(41);
   for (int i = 0; i < 40; ++i) {
@@ -616,6 +676,13 @@ TEST(Select, RejectsPooledBlocksThatDisagreeWithThePrior) {
   dr_test::Rng rng(1);
   const dr::PooledBlocks wrong = random_pooled(rng, 1, 1, prior.blocks + 1, 8, 1.0);
   EXPECT_THROW(dr::select_blocks(prior, wrong, dr::SelectionParams{}), dr::Error);
+  // q or k holding fewer values than batch x heads x blocks x head_dim.
+  dr::PooledBlocks short_q = random_pooled(rng, 1, 1, prior.blocks, 8, 1.0);
+  short_q.q.pop_back();
+  EXPECT_DR_FIELD(dr::select_blocks(prior, short_q, dr::SelectionParams{}), "pooled.q");
+  dr::PooledBlocks short_k = random_pooled(rng, 1, 1, prior.blocks, 8, 1.0);
+  short_k.k.resize(short_k.k.size() / 2);
+  EXPECT_DR_FIELD(dr::select_blocks(prior, short_k, dr::SelectionParams{}), "pooled.k");
   dr::SelectionParams bad;
   bad.r_near = 2.0;
   const dr::PooledBlocks ok = random_pooled(rng, 1, 1, prior.blocks, 8, 1.0);

@@ -585,6 +585,30 @@ def test_processor_outside_forward(wan, wan_inputs):
             attn(hidden)
 
 
+def test_more_self_attention_calls_than_layers_are_refused(wan, wan_inputs):
+    """The dispatch counts the self-attention calls of one transformer call: a call past the last
+    layer (here the last block's attention run twice) is refused, not given a layer number past the
+    transformer's."""
+    dynamicrad.enable(wan, **SPARSE, dense_layers=0)
+    attn = wan.blocks[2].attn1
+    repeated = []
+
+    def run_again(module, args, kwargs, output):
+        if not repeated:
+            repeated.append(True)
+            module(*args, **kwargs)
+        return output
+
+    handle = attn.register_forward_hook(run_again, with_kwargs=True)
+    message = "self-attention call 4 in one transformer call, but the transformer has 3 layers"
+    try:
+        with pytest.raises(ValueError, match=message):
+            _forward(wan, wan_inputs())
+    finally:
+        handle.remove()
+    assert repeated
+
+
 def test_geometry_cleared_after_a_failing_forward(wan, wan_inputs):
     state = dynamicrad.enable(wan, **SPARSE, dense_layers=0)
     x = wan_inputs()
@@ -665,6 +689,10 @@ def test_mask_pictures(wan, wan_inputs, tmp_path):
     for layer in (1, 2):
         state.save_mask_png(tmp_path / f"layer{layer}.png", layer=layer)
         assert (tmp_path / f"layer{layer}.png").stat().st_size > 100
+    # one transformer call ran: call 0 is the only sparse call of a layer's last step
+    for call in (1, -1):
+        with pytest.raises(ValueError, match=f"call = {call}: layer 2 ran 1 sparse call"):
+            state.save_mask_png(tmp_path / "call.png", layer=2, call=call)
     with pytest.raises(ValueError, match="keep_layouts"):
         DynamicRadConfig(keep_layouts="yes")
 
