@@ -693,6 +693,9 @@ def test_mask_pictures(wan, wan_inputs, tmp_path):
     for call in (1, -1):
         with pytest.raises(ValueError, match=f"call = {call}: layer 2 ran 1 sparse call"):
             state.save_mask_png(tmp_path / "call.png", layer=2, call=call)
+    for call in (True, 0.0, "0"):
+        with pytest.raises(TypeError, match="call = .*: must be an integer"):
+            state.save_mask_png(tmp_path / "call.png", layer=2, call=call)
     with pytest.raises(ValueError, match="keep_layouts"):
         DynamicRadConfig(keep_layouts="yes")
 
