@@ -346,14 +346,25 @@ TEST(Select, BlockScoreFollowsItsFixedOrder) {
   }
 }
 
-TEST(Select, PoolBlocksRejectsNonFiniteNamingTheTensor) {
+namespace {
+
+// 2 frames of 4 x 9 (72 tokens, block 32: 3 blocks), head_dim 4.
+dr::VideoGeometry pooling_geometry(std::int64_t batch, std::int64_t heads) {
   dr::VideoGeometry g;
   g.frames = 2;
   g.height = 4;
   g.width = 9;
   g.block_size = 32;
-  g.heads = 2;
+  g.batch = batch;
+  g.heads = heads;
   g.head_dim = 4;
+  return g;
+}
+
+}  // namespace
+
+TEST(Select, PoolBlocksRejectsNonFiniteNamingTheTensor) {
+  const dr::VideoGeometry g = pooling_geometry(1, 2);
   const dr::Shape shape = dr_test::make_shape(1, 72, 2, 4);
   dr_test::Rng rng(2);
   const dr::HostTensor q0 = dr_test::random_tensor(rng, shape);
@@ -378,14 +389,7 @@ TEST(Select, PoolBlocksRejectsNonFiniteNamingTheTensor) {
 
 // The error names the element's [batch, token, head, dim] (the tensor is [batch, tokens, heads, head_dim]).
 TEST(Select, PoolBlocksNonFiniteErrorNamesTheElement) {
-  dr::VideoGeometry g;
-  g.frames = 2;
-  g.height = 4;
-  g.width = 9;  // 72 tokens
-  g.block_size = 32;
-  g.batch = 2;
-  g.heads = 3;
-  g.head_dim = 4;
+  const dr::VideoGeometry g = pooling_geometry(2, 3);
   const dr::Shape shape = dr_test::make_shape(2, 72, 3, 4);
   dr_test::Rng rng(5);
   const dr::HostTensor q0 = dr_test::random_tensor(rng, shape);
@@ -402,13 +406,7 @@ TEST(Select, PoolBlocksNonFiniteErrorNamesTheElement) {
 }
 
 TEST(Select, PoolBlocksRejectsMismatchedShapes) {
-  dr::VideoGeometry g;
-  g.frames = 2;
-  g.height = 4;
-  g.width = 9;  // 72 tokens
-  g.block_size = 32;
-  g.heads = 2;
-  g.head_dim = 4;
+  const dr::VideoGeometry g = pooling_geometry(1, 2);
   dr_test::Rng rng(2);
   const dr::HostTensor q = dr_test::random_tensor(rng, dr_test::make_shape(1, 72, 2, 4));
   const dr::HostTensor k = dr_test::random_tensor(rng, dr_test::make_shape(1, 72, 2, 4));
@@ -511,15 +509,17 @@ TEST(Select, ExactTiesGoToTheLowerKeyBlock) {
   }
 }
 
-TEST(Select, DynamicThresholdWeighsBlocksByTheirTokens) {
-  // All scores equal: p(C) = |C| / sum |C'|, so with tau between the short block's share and a full
-  // block's share exactly the full candidate blocks are kept.
+namespace {
+
+// candidate_rich_geometry() with 11 frames (1386 tokens, block 32): its last block holds 10 tokens.
+dr::RadialPrior prior_with_short_last_block() {
   dr::VideoGeometry g = candidate_rich_geometry();
-  g.frames = 11;  // 1386 tokens, block 32: the last block holds 10 tokens
-  const dr::RadialPriorParams pp = candidate_rich_params();
-  const dr::RadialPrior prior = dr::build_radial_prior(g, pp);
-  const std::int64_t last = prior.blocks - 1;
-  ASSERT_EQ(block_tokens(prior, last), 10);
+  g.frames = 11;
+  return dr::build_radial_prior(g, candidate_rich_params());
+}
+
+// Block means that give every block pair of the prior the same score (batch 1, one head).
+dr::PooledBlocks equal_scores(const dr::RadialPrior& prior) {
   dr::PooledBlocks pooled;
   pooled.batch = 1;
   pooled.heads = 1;
@@ -527,25 +527,46 @@ TEST(Select, DynamicThresholdWeighsBlocksByTheirTokens) {
   pooled.head_dim = 4;
   pooled.q.assign(static_cast<std::size_t>(prior.blocks * 4), 0.5f);
   pooled.k.assign(static_cast<std::size_t>(prior.blocks * 4), -0.25f);
+  return pooled;
+}
+
+// The tokens of row R's blocks in the prior (forced and candidate).
+double row_tokens(const dr::RadialPrior& prior, std::int64_t R) {
+  double total = 0.0;
+  for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
+    total += static_cast<double>(block_tokens(prior, prior.col_indices[e]));
+  return total;
+}
+
+// Row R of the prior without the last block unless it is forced.
+std::vector<std::int32_t> row_without_last_candidate(const dr::RadialPrior& prior, std::int64_t R) {
+  std::vector<std::int32_t> want;
+  for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
+    if (prior.kinds[e] == dr::BlockKind::forced || prior.col_indices[e] != prior.blocks - 1) want.push_back(prior.col_indices[e]);
+  return want;
+}
+
+}  // namespace
+
+TEST(Select, DynamicThresholdWeighsBlocksByTheirTokens) {
+  // All scores equal: p(C) = |C| / sum |C'|, so with tau between the short block's share and a full
+  // block's share exactly the full candidate blocks are kept.
+  const dr::RadialPrior prior = prior_with_short_last_block();
+  const std::int64_t last = prior.blocks - 1;
+  ASSERT_EQ(block_tokens(prior, last), 10);
+  const dr::PooledBlocks pooled = equal_scores(prior);
   bool short_candidate = false;
   for (std::int64_t R = 0; R < prior.blocks; ++R) {
-    double total = 0.0;
     bool has_short = false;
-    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e) {
-      total += static_cast<double>(block_tokens(prior, prior.col_indices[e]));
+    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
       has_short |= prior.col_indices[e] == last && prior.kinds[e] != dr::BlockKind::forced;
-    }
     if (!has_short) continue;
     short_candidate = true;
     dr::SelectionParams sp;
     sp.mode = dr::SelectionMode::dynamic_threshold;
-    sp.tau_near = sp.tau_far = 0.5 * (10.0 + 32.0) / total;
+    sp.tau_near = sp.tau_far = 0.5 * (10.0 + 32.0) / row_tokens(prior, R);
     const dr::BlockLayout layout = dr::select_blocks(prior, pooled, sp);
-    const auto cols = dr_test::row_cols(layout, R);
-    std::vector<std::int32_t> want;
-    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
-      if (prior.kinds[e] == dr::BlockKind::forced || prior.col_indices[e] != last) want.push_back(prior.col_indices[e]);
-    EXPECT_EQ(cols, want) << "row " << R;
+    EXPECT_EQ(dr_test::row_cols(layout, R), row_without_last_candidate(prior, R)) << "row " << R;
   }
   EXPECT_TRUE(short_candidate) << "geometry has no row where the short block is a candidate";
 }
@@ -553,34 +574,19 @@ TEST(Select, DynamicThresholdWeighsBlocksByTheirTokens) {
 TEST(Select, DynamicThresholdKeepsAMassEqualToTau) {
   // All scores equal: a full block's mass is exactly 32 / (the row's tokens), and tau set to that
   // value keeps it (p >= tau); the short last block (10 tokens) falls below and is dropped.
-  dr::VideoGeometry g = candidate_rich_geometry();
-  g.frames = 11;  // 1386 tokens, block 32: the last block holds 10 tokens
-  const dr::RadialPrior prior = dr::build_radial_prior(g, candidate_rich_params());
+  const dr::RadialPrior prior = prior_with_short_last_block();
   const std::int64_t last = prior.blocks - 1;
   ASSERT_EQ(block_tokens(prior, last), 10);
-  dr::PooledBlocks pooled;
-  pooled.batch = 1;
-  pooled.heads = 1;
-  pooled.blocks = prior.blocks;
-  pooled.head_dim = 4;
-  pooled.q.assign(static_cast<std::size_t>(prior.blocks * 4), 0.5f);
-  pooled.k.assign(static_cast<std::size_t>(prior.blocks * 4), -0.25f);
+  const dr::PooledBlocks pooled = equal_scores(prior);
   std::int64_t full_candidates = 0;
   for (std::int64_t R = 0; R < prior.blocks; ++R) {
-    double total = 0.0;
-    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
-      total += static_cast<double>(block_tokens(prior, prior.col_indices[e]));
     dr::SelectionParams sp;
     sp.mode = dr::SelectionMode::dynamic_threshold;
-    sp.tau_near = sp.tau_far = 32.0 / total;
+    sp.tau_near = sp.tau_far = 32.0 / row_tokens(prior, R);
     const dr::BlockLayout layout = dr::select_blocks(prior, pooled, sp);
-    std::vector<std::int32_t> want;
-    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e) {
-      const bool forced = prior.kinds[e] == dr::BlockKind::forced;
-      if (forced || prior.col_indices[e] != last) want.push_back(prior.col_indices[e]);
-      full_candidates += !forced && prior.col_indices[e] != last;
-    }
-    EXPECT_EQ(dr_test::row_cols(layout, R), want) << "row " << R << " tau=" << sp.tau_near;
+    EXPECT_EQ(dr_test::row_cols(layout, R), row_without_last_candidate(prior, R)) << "row " << R << " tau=" << sp.tau_near;
+    for (std::int64_t e = prior.row_offsets[R]; e < prior.row_offsets[R + 1]; ++e)
+      full_candidates += prior.kinds[e] != dr::BlockKind::forced && prior.col_indices[e] != last;
   }
   EXPECT_GT(full_candidates, 0) << "geometry has no full candidate block";
 }
