@@ -81,6 +81,17 @@ def test_dense_layers_beyond_the_model_are_refused(wan, make_hunyuan):
 
 
 # ---- the config cannot change under an enabled pipeline -----------------------------------------
+def test_the_defaults_are_the_documented_ones():
+    """The defaults DynamicRadConfig documents (the paper's reference: 12 dense warm-up steps, the
+    first layer dense)."""
+    c = DynamicRadConfig()
+    assert (c.regime, c.mode, c.lut, c.lut_geometry) == ("mid", None, None, None)
+    assert (c.warmup_steps, c.dense_layers, c.refresh_interval, c.block_size, c.threads) == (12, 1, 1, 128, 0)
+    assert (c.dense_padding, c.dense_backend, c.token_order) == ("drop", "auto", "raster")
+    assert (c.keep_layouts, c.fused_rotary, c.fused_norm, c.fused_pooling) == (False, True, True, True)
+    assert c.prior == {} and c.selection == {}
+
+
 def test_the_config_is_frozen_and_owns_its_overrides(wan, wan_inputs):
     prior = {"gamma": 2.0}
     config = DynamicRadConfig(**SPARSE, prior=prior)
@@ -211,6 +222,8 @@ def test_files_that_cannot_be_opened_raise_oserror(wan, wan_inputs, tmp_path):
     """A path that cannot be read or written is an OSError naming it (bad content stays ValueError)."""
     with pytest.raises(OSError, match=r"missing.json: cannot open for reading"):
         dynamicrad.enable(wan, lut=str(tmp_path / "missing.json"))
+    with pytest.raises(OSError, match=r"missing.json: cannot open for reading"):  # a Path reaches the reader too
+        dynamicrad.enable(wan, lut=tmp_path / "missing.json")
     state = dynamicrad.enable(wan, **SPARSE)
     _forward(wan, wan_inputs())
     with pytest.raises(OSError, match=r"no_folder/mask.png: cannot open for writing"):

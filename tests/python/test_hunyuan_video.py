@@ -229,6 +229,27 @@ def test_refresh_interval_with_padded_prompts(make_hunyuan, hunyuan_inputs):
     assert torch.equal(outs["a"][2], outs["b"][2])
 
 
+def test_refresh_interval_keeps_each_groups_layouts(make_hunyuan, hunyuan_inputs, monkeypatch):
+    """Text-length groups of different sizes (two elements with 7 valid tokens, one with 12) each
+    reuse their own layouts in a reuse step: no group selects again."""
+    import dynamicrad.state as state_module
+
+    selects, real = [], state_module.sparse_attention
+
+    def spy(q, *args, select=True, **kwargs):
+        selects.append((q.shape[0], select))
+        return real(q, *args, select=select, **kwargs)
+
+    monkeypatch.setattr(state_module, "sparse_attention", spy)
+    model = make_hunyuan()
+    dynamicrad.enable(model, warmup_steps=0, dense_layers=0, block_size=32, regime="high", refresh_interval=2)
+    x = hunyuan_inputs(batch=3, lengths=(12, 7, 7))
+    for t in (900.0, 800.0):
+        _forward(model, {**x, "timestep": torch.full((3,), t)})
+    layers = 4
+    assert selects == [(2, True), (1, True)] * layers + [(2, False), (1, False)] * layers
+
+
 @pytest.mark.parametrize("fused_norm", [False, True])
 @pytest.mark.parametrize("dense_padding", ["mask", "drop"])
 def test_warmup_and_steps(make_hunyuan, hunyuan_inputs, helpers, fused_norm, dense_padding):

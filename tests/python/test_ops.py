@@ -591,6 +591,27 @@ def test_norm_rotary_hunyuan_video_errors():
         dynamicrad.norm_rotary(x, weight, 1e-6, cos, sin, "flux", 4)
 
 
+def test_norm_rotary_with_no_rotated_tokens_wants_empty_tables():
+    """rotated_tokens=0: no token is rotated, so the tables have 0 rows; tables of every token are
+    refused, not read."""
+    x, weight, cos, sin = _hunyuan_inputs(torch.float32, (1, 6, 2, 8), 6)
+    for style, bad in (("hunyuan_video", cos), ("wan", cos.reshape(1, 6, 1, 8))):
+        w = weight if style == "hunyuan_video" else weight.repeat(2)
+        with pytest.raises(ValueError, match=r"cos, sin: expected .*\[0, 8\] \(rotated"):
+            dynamicrad.norm_rotary(x, w, 1e-6, bad, bad, style, 0)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError,
+                   reason="library bug: rotary.cpp's check() wants non-null cos / sin even for rotated_tokens=0, "
+                          "and the [0, head_dim] tables ops.py asks for have a null data pointer ('cos: is null')")
+def test_norm_rotary_with_no_rotated_tokens_only_normalises():
+    x, _, _, _ = _hunyuan_inputs(torch.float32, (1, 6, 4, 8), 6)
+    empty = torch.empty(0, 8)
+    out = dynamicrad.norm_rotary(x, torch.ones(8), 0.0, empty, empty, style="hunyuan_video", rotated_tokens=0)
+    normed = (x.double() / x.double().pow(2).mean(dim=3, keepdim=True).sqrt()).float()
+    torch.testing.assert_close(out, normed, rtol=1e-6, atol=1e-6)
+
+
 def test_norm_rotary_opcheck_and_errors():
     x, weight, cos, sin = _norm_rotary_inputs(torch.float32, shape=(1, 9, 2, 8))
     torch.library.opcheck(torch.ops.dynamicrad.norm_rotary.default, (x, weight, 1e-6, cos, sin))

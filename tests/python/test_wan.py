@@ -182,6 +182,16 @@ def test_tiled3d_during_warmup(wan, wan_inputs, helpers):
     assert helpers.rel_err(out, ref) < 1e-5
 
 
+def test_tiled3d_new_resolution_gets_its_own_permutation(wan, wan_inputs, helpers):
+    """One state, two latent sizes in the tiled order: each call permutes with its own geometry's
+    permutation."""
+    xs = [wan_inputs(**WIDE), wan_inputs(**PARTIAL)]
+    refs = [_forward(wan, x) for x in xs]
+    dynamicrad.enable(wan, **helpers.DENSITY_ONE, token_order="tiled3d")
+    for x, ref in zip(xs + xs, refs + refs):
+        assert helpers.rel_err(_forward(wan, x), ref) < 1e-5
+
+
 def test_tiled3d_permutation_is_applied(wan, wan_inputs, helpers):
     x = wan_inputs(**WIDE)
     ref = _forward(wan, x)
@@ -296,9 +306,11 @@ def test_warmup_steps(wan, wan_inputs, helpers, fused_norm):
     assert [r.dense for r in state.report()] == [True, False, False]
     assert all(r.step == 2 for r in state.report())
 
-    # A rising timestep starts a new generation: step 0, dense again.
+    # A rising timestep starts a new generation: step 0, dense again (and so reported: the last
+    # generation's sparse layouts are not this step's).
     out = _forward(wan, x, 900)
     assert state.step == 0 and stock_like(out, 900)
+    assert all(r.dense and r.step == 0 for r in state.report())
 
 
 def test_guidance_calls_count_as_one_step(wan, wan_inputs):
@@ -321,6 +333,29 @@ def test_guidance_calls_count_as_one_step(wan, wan_inputs):
     assert (state.step, state.call_in_step) == (0, 0)
     _forward(wan, x, 100)
     assert state.step == 0
+
+
+def test_a_third_call_in_a_step_takes_the_second_calls_slots(wan, wan_inputs):
+    """refresh_interval 1: a third transformer call in one step selects into the second call's slots
+    (the first call's layouts stay), and report() counts each slot once."""
+    xa, xb = wan_inputs(seed=1), wan_inputs(seed=2)
+    xb["hidden_states"] = 3.0 * xb["hidden_states"].flip(-1)
+    state = dynamicrad.enable(wan, **SPARSE, dense_layers=0, mode="static-ratio", keep_layouts=True)
+    first, second = [2 * layer for layer in range(3)], [2 * layer + 1 for layer in range(3)]
+    alone = {}
+    for name, x in (("a", xa), ("b", xb)):
+        state.reset()
+        _forward(wan, x, 900)
+        alone[name] = (_layouts(state, first), [(r.kept, r.total) for r in state.report()])
+    assert not _same_layouts(alone["a"][0], alone["b"][0]), "the two inputs select different layouts"
+    state.reset()
+    for x in (xa, xb, xb):
+        _forward(wan, x, 900)
+    assert (state.step, state.call_in_step) == (0, 2)
+    assert _same_layouts(_layouts(state, first), alone["a"][0])
+    assert _same_layouts(_layouts(state, second), alone["b"][0])
+    assert [(r.kept, r.total) for r in state.report()] == [
+        (ka + kb, ta + tb) for (ka, ta), (kb, tb) in zip(alone["a"][1], alone["b"][1])]
 
 
 def test_third_call_per_step_with_refresh_is_rejected(wan, wan_inputs):
@@ -464,6 +499,17 @@ def test_wan22_pipeline_two_transformers(make_wan, wan_inputs, helpers):
         assert all(m_p is p[n] for n, m_p in helpers.processor_snapshot(m).items())
         assert helpers.hook_snapshot(m) == h
         assert getattr(m, "dynamicrad_state", None) is None
+
+
+def test_wan22_dense_layers_count_inside_each_transformer(make_wan, wan_inputs):
+    """dense_layers keeps the first layers of each transformer dense (Wan2.2's second transformer
+    too), not the first layers across the pipeline."""
+    t1, t2 = make_wan(seed=0), make_wan(seed=1, num_layers=2)
+    state = dynamicrad.enable(types.SimpleNamespace(transformer=t1, transformer_2=t2), **SPARSE, dense_layers=1)
+    x = wan_inputs()
+    for m in (t1, t2):
+        _forward(m, x, 900)
+    assert [r.dense for r in state.report()] == [True, False, False, True, False]
 
 
 def test_pipeline_with_only_transformer_2(make_wan, helpers):
@@ -656,6 +702,17 @@ def test_per_token_timesteps_raster(wan, wan_inputs, helpers):
         _forward(wan, x)
 
 
+def test_per_token_timesteps_advance_the_step(wan, wan_inputs):
+    """Per-token timesteps whose conditioning frame stays at 0: the step follows the largest one."""
+    x = wan_inputs()
+    state = dynamicrad.enable(wan, **SPARSE)
+    for step, t in enumerate((900.0, 800.0, 700.0)):
+        x["timestep"] = torch.full((1, 5 * 8 * 8), t)
+        x["timestep"][:, :64] = 0.0
+        _forward(wan, x)
+        assert (state.step, state.call_in_step) == (step, 0)
+
+
 def test_compiled_transformer_matches_eager(wan, wan_inputs):
     """torch.compile of a DynamicRad-enabled transformer: one graph for the blocks (the only break
     is the step counter reading the timestep at model entry) and the eager result."""
@@ -726,6 +783,19 @@ def test_fused_norm_runs_and_stays_within_rounding(make_wan, wan_inputs, helpers
         outs.append(_forward(model, x))
         norm_calls.append(calls[0])
     assert norm_calls == [0, len(model.blocks)]
+    assert helpers.rel_err(outs[0], outs[1]) <= 1e-6
+
+
+def test_fused_norm_takes_the_norms_own_eps(make_wan, wan_inputs, helpers):
+    """The one-pass norm adds norm_q / norm_k's own eps (here one large enough to change the result)."""
+    x = wan_inputs()
+    outs = []
+    for fused_norm in (True, False):
+        model = make_wan(seed=4)
+        for block in model.blocks:
+            block.attn1.norm_q.eps = block.attn1.norm_k.eps = 0.5
+        dynamicrad.enable(model, **helpers.DENSITY_ONE, fused_norm=fused_norm)
+        outs.append(_forward(model, x))
     assert helpers.rel_err(outs[0], outs[1]) <= 1e-6
 
 
