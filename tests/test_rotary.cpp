@@ -291,21 +291,23 @@ TEST(Rotary, RotatedTokensEqualToTheTokensIsEveryToken) {
 }
 
 TEST(Rotary, NoRotatedTokensLeavesTheNormAlone) {
-  // rotated_tokens = 0 without a norm copies x; the tables are never read (null would be refused,
-  // so any pointer will do).
+  // rotated_tokens = 0 without a norm copies x; the tables are never read, so they may be null (an
+  // empty [0, head_dim] table has no data). With any token rotated, null tables are refused.
   const dr::Shape s = dr_test::make_shape(1, 3, 2, 4);
   dr_test::Rng rng(9);
   const dr::HostTensor x = dr_test::random_tensor(rng, s, 1.0);
   dr::HostTensor out(dr::DType::f32, s);
-  const float unused = 0.0f;
   dr::RotaryArgs a;
   a.x = x.view();
   a.out = out.mutable_view();
-  a.cos = &unused;
-  a.sin = &unused;
   a.rotated_tokens = 0;
   dr::apply_rotary(a, dr::Device::cpu);
   for (std::int64_t i = 0; i < s.elements(); ++i) ASSERT_EQ(out.get(i), x.get(i)) << i;
+  a.rotated_tokens = 1;
+  EXPECT_DR_FIELD(dr::apply_rotary(a, dr::Device::cpu), "cos");
+  const float table[4] = {};
+  a.cos = table;
+  EXPECT_DR_FIELD(dr::apply_rotary(a, dr::Device::cpu), "sin");
 }
 
 }  // namespace

@@ -46,7 +46,8 @@ enum class RotaryPairs {
 struct RotaryArgs {
   ConstTensor x;                       // [batch, tokens, heads, head_dim], head_dim even
   MutableTensor out;                   // same shape and dtype as x (not the same memory)
-  const float* cos = nullptr;          // [rotated tokens, head_dim] (Wan's [1, tokens, 1, head_dim] table)
+  const float* cos = nullptr;          // [rotated tokens, head_dim] (Wan's [1, tokens, 1, head_dim] table);
+                                       // may be null when rotated_tokens is 0 (never read then)
   const float* sin = nullptr;          // [rotated tokens, head_dim]
   RotaryPairs pairs = RotaryPairs::shared;
   std::int64_t rotated_tokens = -1;    // tokens [0, rotated_tokens) are rotated; -1: all (0 .. tokens allowed)

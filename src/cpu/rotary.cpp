@@ -22,8 +22,11 @@ using detail::require;
 void check(const RotaryArgs& a) {
   require(a.x.data != nullptr, "x", "data is null");
   require(a.out.data != nullptr, "out", "data is null");
-  require(a.cos != nullptr, "cos", "is null");
-  require(a.sin != nullptr, "sin", "is null");
+  // With no token rotated the tables are never read, and may be empty (null).
+  if (a.rotated_tokens != 0) {
+    require(a.cos != nullptr, "cos", "is null");
+    require(a.sin != nullptr, "sin", "is null");
+  }
   const Shape& s = a.x.shape;
   require(s.batch >= 1 && s.tokens >= 1 && s.heads >= 1 && s.head_dim >= 2, "x",
           "shape " + to_string(s) + ": every dimension must be >= 1 and head_dim >= 2");

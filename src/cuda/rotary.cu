@@ -504,8 +504,10 @@ void apply_rotary_cuda(const RotaryArgs& a) {
   const char* who = "the CUDA rotary kernel";
   const int device = cuda::device_of(a.x.data, "x", who);
   cuda::require_device_memory(a.out.data, "out", device, who);
-  cuda::require_device_memory(a.cos, "cos", device, who);
-  cuda::require_device_memory(a.sin, "sin", device, who);
+  if (a.rotated_tokens != 0) {
+    cuda::require_device_memory(a.cos, "cos", device, who);
+    cuda::require_device_memory(a.sin, "sin", device, who);
+  }
   if (a.norm_weight != nullptr) cuda::require_device_memory(a.norm_weight, "norm_weight", device, who);
   if (a.pooled != nullptr) cuda::require_device_memory(a.pooled, "pooled", device, who);
   cuda::DeviceGuard guard(device);

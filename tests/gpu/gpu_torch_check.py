@@ -142,6 +142,13 @@ def hunyuan_rotary_bits() -> None:
             stock = torch.cat([apply_rotary_emb(normed[:, :video], (cos, sin), sequence_dim=1), normed[:, video:]], 1)
             e = rel(out, stock)
             check(e < (2e-3 if dtype != torch.float32 else 1e-6), f"{name} vs the stock norm and rotary: rel {e:.1e}")
+    # No token rotated: empty tables (null data) are never read; the norm alone, the CPU's bits.
+    x = (torch.randn(1, 50, 3, 128, device="cuda") * 3).to(torch.bfloat16)
+    weight = (1 + 0.3 * torch.randn(128, device="cuda")).to(torch.bfloat16)
+    empty = torch.empty(0, 128, device="cuda")
+    out = dynamicrad.norm_rotary(x, weight, 1e-6, empty, empty, "hunyuan_video", 0)
+    cpu = dynamicrad.norm_rotary(x.cpu(), weight.cpu(), 1e-6, empty.cpu(), empty.cpu(), "hunyuan_video", 0)
+    check(torch.equal(out.cpu(), cpu), "norm_rotary hunyuan_video, no token rotated (empty tables): CUDA == CPU bits")
     # Wan's norm over a long row (70 x 128 values)
     x = (torch.randn(1, 40, 70, 128, device="cuda") * 3).to(torch.bfloat16)
     weight = (1 + 0.3 * torch.randn(70 * 128, device="cuda")).to(torch.bfloat16)
