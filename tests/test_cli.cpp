@@ -309,5 +309,18 @@ TEST_F(Cli, AnUnknownTopLevelOptionIsCalledAnOption) {
   EXPECT_EQ(r.err.find("unknown command"), std::string::npos) << r.err;
 }
 
+TEST_F(Cli, ABareDoubleDashIsAnUnexpectedArgument) {
+  const Result r = run("lut --");
+  EXPECT_EQ(r.code, 2);
+  expect_mentions(r.err, {"dynamicrad: error:", "unexpected argument '--'"});
+}
+
+TEST_F(Cli, FirstFrameSinkAndDenseAdjacentOverrideTheirOwnFields) {
+  const Result r = run(std::string("mask ") + kTiny +
+                       " --png p.png --first-frame-sink false --dense-adjacent true");
+  ASSERT_EQ(r.code, 0) << r.err;
+  expect_mentions(r.out, {"first_frame_sink off, dense_adjacent on"});
+}
+
 }  // namespace
 }  // namespace dynamicrad

@@ -186,5 +186,27 @@ TEST(GaussianProcess, BadInputsNameTheField) {
   EXPECT_DR_ERROR(GaussianProcess(0), "dims");
 }
 
+TEST(GaussianProcess, PosteriorVarianceIsNeverNegative) {
+  // At noiseless training points the exact variance is 0; round-off must not make it negative.
+  GaussianProcess gp(2);
+  GpHyperparameters h;
+  h.length_scales = {0.7, 1.3};
+  h.signal_variance = 2.5;
+  h.noise_variance = 0.0;
+  gp.set_hyperparameters(h);
+  std::vector<double> x, y;
+  for (int i = 0; i < 12; ++i) {
+    x.push_back(0.083 * i);
+    x.push_back(std::fmod(0.37 * i, 1.0));
+    y.push_back(std::sin(3.0 * i));
+  }
+  gp.set_data(x, y);
+  for (int i = 0; i < 12; ++i) {
+    const GpPrediction p = gp.predict(&x[2 * i]);
+    EXPECT_GE(p.variance, 0.0) << "point " << i;
+    EXPECT_LT(p.variance, 1e-6) << "point " << i;
+  }
+}
+
 }  // namespace
 }  // namespace dynamicrad

@@ -1,9 +1,11 @@
 // The LUT (lut.h): the built-in table, JSON round trips, the shipped data/lut/default.json, and an
 // error naming the source, the JSON path and the allowed values for every kind of bad input.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -468,6 +470,39 @@ TEST(LutErrors, AWrongTypeSaysWhatIsExpectedOnceWithTheRange) {
   json["rows"][0]["selection"].erase("r_near");
   EXPECT_EQ(parse_error(json.dump()),
             "lut.json: rows[0].selection.r_near: missing; expected a number, allowed range [0, 1]");
+}
+
+// A write that fails part-way (the file-size limit) throws naming the path and removes its
+// temporary; an existing file is left as it was.
+TEST(LutSave, AFailedWriteRemovesItsTemporaryAndKeepsTheOldFile) {
+  const fs::path dir = scratch_dir("efbig");
+  { std::ofstream(dir / "table.json") << "old"; }
+  struct rlimit old_limit {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  void (*old_handler)(int) = std::signal(SIGXFSZ, SIG_IGN);  // EFBIG instead of a signal
+  struct rlimit small = old_limit;
+  small.rlim_cur = 64;  // far below the JSON's size
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  std::string message;
+  try {
+    save_lut(default_lut(), (dir / "table.json").string());
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  expect_mentions(message, {"table.json", "cannot write"});
+  EXPECT_EQ(read_text(dir / "table.json"), "old");
+  EXPECT_TRUE(entries_except(dir, {"table.json"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST(LutErrors, ADuplicateOfTheRowJustBeforeIsFound) {
+  Json json = default_json();
+  Json rows = Json::array({json["rows"][0], json["rows"][1], json["rows"][1]});
+  json["rows"] = rows;
+  expect_mentions(parse_error(json.dump()),
+                  {"lut.json: rows[2]", "duplicate", "low", "dynamic-threshold", "rows[1]"});
 }
 
 }  // namespace

@@ -305,5 +305,84 @@ TEST(PictureFiles, ASymbolicLinkIsFollowedAndAFifoWrittenInPlace) {
   fs::remove_all(dir);
 }
 
+TEST(Picture, AutomaticCellSizeRoundsToTheNearestPixel) {
+  // 12 frames of two blocks: 24 blocks; 1024 / 24 = 42.7, so 43 pixels a cell (1032 a side).
+  VideoGeometry g = small_geometry();
+  g.frames = 12;
+  const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
+  ASSERT_EQ(prior.blocks, 24);
+  const BlockLayout layout = layout_from_prior(prior, 1, 1);
+  const fs::path dir = scratch_dir("rounding");
+  write_mask_png((dir / "auto.png").string(), prior, layout, MaskPictureOptions{});
+  const Image image = read_png(dir / "auto.png");
+  EXPECT_EQ(image.width, 24u * 43u);
+  EXPECT_EQ(image.height, 24u * 43u);
+  fs::remove_all(dir);
+}
+
+TEST(Picture, FrameLinesFollowTheLastFrameOfBlocksThatSpanFrames) {
+  // Frames of 6 x 8 = 48 tokens and blocks of 32: blocks 1, 4, 7 span two frames.
+  VideoGeometry g = small_geometry();
+  g.frames = 6;
+  g.height = 6;
+  const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
+  const BlockLayout layout = layout_from_prior(prior, 1, 1);
+  const fs::path dir = scratch_dir("spanning");
+  MaskPictureOptions options;
+  options.cell_pixels = 6;
+  write_mask_png((dir / "grid.png").string(), prior, layout, options);
+  const Image image = read_png(dir / "grid.png");
+  auto reddish = [](const std::uint8_t* p) { return p[0] > p[1] + 30; };
+  int lines = 0;
+  for (std::int64_t b = 1; b < prior.blocks; ++b) {
+    const bool boundary = prior.frame_hi[b] != prior.frame_hi[b - 1];
+    lines += boundary ? 1 : 0;
+    // A pixel of the vertical line, away from every horizontal one.
+    EXPECT_EQ(reddish(image.at(b * 6, 3)), boundary) << "key block " << b;
+  }
+  EXPECT_GT(lines, 0);
+  bool lo_differs = false;  // the geometry tells frame_lo from frame_hi
+  for (std::int64_t b = 1; b < prior.blocks; ++b) {
+    lo_differs = lo_differs || ((prior.frame_lo[b] != prior.frame_lo[b - 1]) !=
+                                (prior.frame_hi[b] != prior.frame_hi[b - 1]));
+  }
+  EXPECT_TRUE(lo_differs);
+  fs::remove_all(dir);
+}
+
+TEST(Picture, FrameLinesCoveringExactlyAThirdAreStillDrawn) {
+  // 3 frames of two blocks at one pixel a block: 2 lines on a 6-pixel side, exactly a third.
+  VideoGeometry g = small_geometry();
+  g.frames = 3;
+  const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
+  ASSERT_EQ(prior.blocks, 6);
+  const BlockLayout layout = layout_from_prior(prior, 1, 1);
+  const fs::path dir = scratch_dir("third");
+  MaskPictureOptions options;
+  options.cell_pixels = 1;
+  write_mask_png((dir / "grid.png").string(), prior, layout, options);
+  const Image image = read_png(dir / "grid.png");
+  auto reddish = [](const std::uint8_t* p) { return p[0] > p[1] + 30; };
+  EXPECT_TRUE(reddish(image.at(2, 0)));
+  EXPECT_TRUE(reddish(image.at(4, 5)));
+  EXPECT_FALSE(reddish(image.at(1, 0)));
+  fs::remove_all(dir);
+}
+
+TEST(Picture, LinesCrossingAreBlendedOnce) {
+  const RadialPrior prior = build_radial_prior(small_geometry(), RadialPriorParams{});
+  const BlockLayout layout = layout_from_prior(prior, 1, 1);
+  const fs::path dir = scratch_dir("crossing");
+  MaskPictureOptions options;
+  options.cell_pixels = 6;
+  write_mask_png((dir / "grid.png").string(), prior, layout, options);
+  const Image image = read_png(dir / "grid.png");
+  // (12, 12) lies on both lines before block 2; (12, 13), in the same cell, only on the vertical one.
+  const std::uint8_t* crossing = image.at(12, 12);
+  const std::uint8_t* vertical = image.at(12, 13);
+  for (int k = 0; k < 3; ++k) EXPECT_EQ(int(crossing[k]), int(vertical[k])) << "channel " << k;
+  fs::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace dynamicrad

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "dynamicrad/objective.h"
@@ -235,6 +237,25 @@ TEST(Plot, WritesAPngAndRejectsBadInput) {
   ConvergencePlotOptions bad;
   bad.columns = 0;
   EXPECT_DR_ERROR(write_convergence_png(path.string(), {}, bad), "panels", "columns");
+}
+
+TEST(Plot, LowerCaseTitlesDrawTheCapitalGlyphs) {
+  // The font has capitals only; lower case is drawn with them, z included.
+  auto bytes = [](const std::string& title) {
+    const fs::path path =
+        fs::temp_directory_path() / ("dynamicrad_plot_case_" + std::to_string(::getpid()) + ".png");
+    PlotPanel panel;
+    panel.title = title;
+    panel.series.push_back({"BO", kBayesColour, {0.5, 0.2, 0.2, 0.05}});
+    write_convergence_png(path.string(), {panel});
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    fs::remove(path);
+    return text.str();
+  };
+  EXPECT_EQ(bytes("az"), bytes("AZ"));
+  EXPECT_NE(bytes("AZ"), bytes("AY"));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "dynamicrad/bayesopt.h"
@@ -273,6 +274,146 @@ TEST(TuneJson, RequestsAreCheckedFieldByField) {
   const std::string space = search_space_to_json({TuneMode::static_ratio}, {{"gamma", 0.5, 2.0}});
   EXPECT_NE(space.find("\"static-ratio\""), std::string::npos);
   EXPECT_NE(space.find("\"lo\":0.5"), std::string::npos);
+}
+
+TEST(BayesianOptimizer, DesignHasParametersPlusOnePointsAndAtLeastFive) {
+  // initial_points 0: max(5, dims + 1) design points, then the GP; an explicit count is used as is.
+  auto design_size = [](int dims, int initial_points) {
+    SearchSpace s;
+    for (int d = 0; d < dims; ++d) {
+      s.parameters.push_back({"p" + std::to_string(d), 0.0, 1.0, ParameterScale::linear,
+                              ParameterKind::continuous});
+    }
+    BayesOptOptions o;
+    o.seed = 5;
+    o.initial_points = initial_points;
+    o.random_candidates = 16;
+    o.local_candidates = 4;
+    o.refine_starts = 1;
+    BayesianOptimizer bo(s, o);
+    for (int asked = 1; asked <= 20; ++asked) {
+      const std::vector<double> p = bo.ask();
+      if (bo.model() != nullptr) return asked - 1;
+      double value = 0.0;
+      for (double v : p) value += (v - 0.3) * (v - 0.3);
+      bo.tell(p, value + 0.1);
+    }
+    return -1;
+  };
+  EXPECT_EQ(design_size(2, 0), 5);
+  EXPECT_EQ(design_size(4, 0), 5);
+  EXPECT_EQ(design_size(7, 0), 8);
+  EXPECT_EQ(design_size(2, 3), 3);
+}
+
+TEST(BayesianOptimizer, RejectsBadOptions) {
+  BayesOptOptions o;
+  o.initial_points = -1;
+  EXPECT_DR_ERROR(BayesianOptimizer(branin_space(), o), "initial_points");
+  o = BayesOptOptions{};
+  o.random_candidates = 0;
+  EXPECT_DR_ERROR(BayesianOptimizer(branin_space(), o), "random_candidates");
+}
+
+TEST(BayesianOptimizer, LogTransformRejectsZero) {
+  BayesianOptimizer bo(branin_space(), BayesOptOptions{});  // log transform by default
+  EXPECT_DR_ERROR(bo.tell({1.0, 1.0}, 0.0), "value");
+}
+
+TEST(BayesianOptimizer, ConstantValuesStillGiveAModelBasedAsk) {
+  // Every value equal: the standardisation keeps sd 1 instead of dividing by zero.
+  BayesOptOptions o;
+  o.seed = 7;
+  o.transform = ValueTransform::none;
+  BayesianOptimizer bo(branin_space(), o);
+  for (int i = 0; i < 7; ++i) {
+    const std::vector<double> p = bo.ask();
+    for (double v : p) ASSERT_TRUE(std::isfinite(v));
+    bo.tell(p, 3.0);
+  }
+  EXPECT_NE(bo.model(), nullptr);
+}
+
+TEST(BayesianOptimizer, CompositeTakesAZeroError) {
+  // A layout equal to dense has error 0: its log is floored, not -inf.
+  SearchSpace s;
+  s.parameters = {{"a", 0.0, 1.0, ParameterScale::linear, ParameterKind::continuous}};
+  BayesOptOptions o;
+  o.seed = 3;
+  o.composite.enabled = true;
+  o.composite.target = 0.5;
+  o.composite.penalty = 10.0;
+  BayesianOptimizer bo(s, o);
+  for (int i = 0; i < 7; ++i) {
+    const std::vector<double> p = bo.ask();
+    ASSERT_TRUE(std::isfinite(p[0]));
+    const double error = p[0] < 0.5 ? 0.0 : p[0];
+    const double sparsity = 1.0 - p[0];
+    bo.tell(p, error + 10.0 * std::max(0.0, 0.5 - sparsity), {error, sparsity});
+  }
+  EXPECT_NE(bo.model(), nullptr);
+}
+
+TEST(BayesianOptimizer, NeverAsksAnObservedPointAgain) {
+  // The minimum sits on the boundary, where the acquisition's best point clamps onto an observed
+  // one: the optimiser must move elsewhere.
+  SearchSpace s;
+  s.parameters = {{"a", 0.0, 1.0, ParameterScale::linear, ParameterKind::continuous},
+                  {"flag", 0.0, 1.0, ParameterScale::linear, ParameterKind::boolean}};
+  BayesOptOptions o;
+  o.seed = 11;
+  o.transform = ValueTransform::none;
+  BayesianOptimizer bo(s, o);
+  for (int i = 0; i < 25; ++i) {
+    const std::vector<double> p = bo.ask();
+    if (bo.model() != nullptr) {
+      for (const Observation& seen : bo.observations()) {
+        const double d = std::abs(seen.point[0] - p[0]) + std::abs(seen.point[1] - p[1]);
+        EXPECT_GT(d, 1e-9) << "ask " << i << " repeats (" << p[0] << ", " << p[1] << ")";
+      }
+    }
+    bo.tell(p, p[0] + 0.5 * p[1]);
+  }
+}
+
+TEST(SearchSpace, ABooleanAtTheMidpointIsTrueLikeSnap) {
+  SearchSpace s;
+  s.parameters = {{"flag", 0.0, 1.0, ParameterScale::linear, ParameterKind::boolean}};
+  EXPECT_EQ(snap(s, {0.5})[0], 1.0);
+  EXPECT_EQ(to_natural(s, {0.5})[0], 1.0);
+  EXPECT_EQ(to_natural(s, {0.4999})[0], 0.0);
+  EXPECT_EQ(to_unit(s, {0.5})[0], 1.0);
+}
+
+TEST(TuneSpace, AZeroLowerBoundOfGammaIsOutsideItsOpenRange) {
+  try {
+    tune_search_space(TuneMode::static_ratio, {{"gamma", 0.0, 1.0}});
+    ADD_FAILURE() << "gamma=0:1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), "bounds.gamma");
+    EXPECT_NE(std::string(e.what()).find("allowed range (0, 16]"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TuneSpace, AnEmptyBoundIsRefusedAsAnOverride) {
+  try {
+    tune_search_space(TuneMode::static_ratio, {{"r_near", 0.5, 0.5}});
+    ADD_FAILURE() << "r_near=0.5:0.5 was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), "bounds.r_near");
+    EXPECT_NE(std::string(e.what()).find("the lower bound must be below the upper bound"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(TuneSpace, ParseBoundsSkipsEmptyItems) {
+  const std::vector<BoundOverride> b = parse_bounds(",gamma=0.25:2,,r_near=0.1:0.8,");
+  ASSERT_EQ(b.size(), 2u);
+  EXPECT_EQ(b[0].name, "gamma");
+  EXPECT_DOUBLE_EQ(b[0].hi, 2.0);
+  EXPECT_EQ(b[1].name, "r_near");
+  EXPECT_DOUBLE_EQ(b[1].lo, 0.1);
+  EXPECT_TRUE(parse_bounds("").empty());
 }
 
 }  // namespace

@@ -7,14 +7,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "dynamicrad/device.h"
+#include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
 #include "dynamicrad/tune.h"
 
@@ -192,6 +196,129 @@ TEST_F(TuneCli, UnwritableOutputsFailBeforeTheTuning) {
   r = run("tune --plot missing.csv --png no/such/dir/mean.png");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.err.find("no/such/dir/mean.png"), std::string::npos) << r.err;
+}
+
+TEST(Tune, InitialPointsMayNotExceedTheTrials) {
+  TuneOptions o = tiny_options();
+  o.initial_points = o.trials;
+  EXPECT_NO_THROW(validate(o));
+  o.initial_points = o.trials + 1;
+  try {
+    validate(o);
+    ADD_FAILURE() << "initial_points = trials + 1 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("initial_points"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Tune, LutTausAreConvertedForTheLutGeometry) {
+  TuneOptions o = tiny_options();
+  o.regimes = {MotionRegime::high};
+  o.modes = {TuneMode::dynamic_threshold};
+  o.trials = 2;
+  o.initial_points = 2;
+  o.random_trials = 0;
+  VideoGeometry lut_geometry = o.geometry;
+  lut_geometry.frames = 12;
+  lut_geometry.height = 8;
+  lut_geometry.width = 16;
+  o.lut_geometry = lut_geometry;
+  const TuneResult r = tune(o);
+  ASSERT_EQ(r.lut.entries.size(), 1u);
+  ASSERT_EQ(r.cells.size(), 1u);
+  const TunedParams& best = r.cells[0].best_bayes.params;
+  const LutEntry there = lut_entry_for(best, MotionRegime::high, lut_geometry);
+  const LutEntry here = lut_entry_for(best, MotionRegime::high, o.geometry);
+  ASSERT_NE(there.selection.tau_near, here.selection.tau_near);
+  EXPECT_DOUBLE_EQ(r.lut.entries[0].selection.tau_near, there.selection.tau_near);
+  EXPECT_DOUBLE_EQ(r.lut.entries[0].selection.tau_far, there.selection.tau_far);
+}
+
+TEST_F(TuneCli, OutOfRangeIntegersAndNonFiniteNumbersAreUsageErrors) {
+  // strtoll saturates at INT64_MAX, inside --seed's range: the overflow itself must be refused.
+  Result r = run("tune --space --seed 99999999999999999999");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--seed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("expected an integer"), std::string::npos) << r.err;
+  // NaN passes both range comparisons: it must be refused as no number.
+  r = run("tune --space --penalty nan");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--penalty = 'nan': expected a number"), std::string::npos) << r.err;
+}
+
+TEST_F(TuneCli, InitialPointsAboveTheTrialsNameTheFlag) {
+  const Result r = run("tune --space --trials 6 --initial 7");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--initial = 7: allowed range [0, 6]"), std::string::npos) << r.err;
+}
+
+TEST_F(TuneCli, ABoundRefusedByValidationNamesTheFlag) {
+  const Result r = run("tune --space --bounds gamma=2:1");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("--bounds: bounds.gamma"), std::string::npos) << r.err;
+}
+
+TEST_F(TuneCli, EmptyListItemsAndBlankRequestLinesAreSkipped) {
+  Result r = run("tune --space --regimes low,,mid, --modes ,static-ratio");
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("r_near"), std::string::npos) << r.out;
+  const std::string request =
+      R"({"regime": "high", "mode": "static-ratio", "params": {"gamma": 1.0, "lambda": 1.0, )"
+      R"("theta_m": 0.5, "theta_c": 0.3, "dense_adjacent": false, "r_near": 0.3, "r_far": 0.2}})";
+  r = run(std::string("tune ") + kTinyFlags + " --evaluate -", "\n" + request + "\n\n" + request + "\n");
+  EXPECT_EQ(r.code, 0) << r.err;
+  std::istringstream lines(r.out);
+  std::string line;
+  int results = 0;
+  while (std::getline(lines, line)) results += line.rfind("{\"loss\":", 0) == 0 ? 1 : 0;
+  EXPECT_EQ(results, 2) << r.out;
+}
+
+TEST_F(TuneCli, AnUnwritableLutFailsBeforeTheTuning) {
+  fs::create_directories(dir_ / "out" / "lut.json");  // a folder where the LUT goes
+  const Result r = run(std::string("tune ") + kTinyFlags +
+                       " --trials 2 --initial 1 --random-baseline 0 --regimes low --modes static-ratio --out-dir out");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("lut.json"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("building the proxy scene"), std::string::npos) << r.err;
+}
+
+TEST_F(TuneCli, RandomLossAtTheSameTrialsIsTheBestOfTheFirstTrials) {
+  // 2 BO trials, 4 random ones: the table's "random loss (same trials)" is the best of random
+  // trials 1 and 2 (seed 1: trial 3 improves on them, so a later trial would show).
+  const Result r = run(std::string("tune ") + kTinyFlags +
+                       " --trials 2 --initial 2 --random-baseline 4 --regimes low --modes static-ratio"
+                       " --seed 1 --out-dir out");
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::istringstream csv(read_text(dir_ / "out" / "trials.csv"));
+  std::string line;
+  std::getline(csv, line);  // header
+  std::vector<double> random_losses;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> fields;
+    std::stringstream row(line);
+    std::string field;
+    while (std::getline(row, field, ',')) fields.push_back(field);
+    ASSERT_GT(fields.size(), 14u) << line;
+    if (fields[3] == "random") random_losses.push_back(std::stod(fields[14]));
+  }
+  ASSERT_EQ(random_losses.size(), 4u);
+  const double same = std::min(random_losses[0], random_losses[1]);
+  ASSERT_LT(random_losses[2], same) << "the seed no longer tells trial 2 from trial 3";
+  char expected[64];
+  std::snprintf(expected, sizeof expected, "%.4g", same);
+  std::istringstream out(r.out);
+  bool found = false;
+  while (std::getline(out, line)) {
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    std::string word;
+    while (words >> word) w.push_back(word);
+    if (w.size() < 6 || w[0] != "low" || w[1] != "static-ratio") continue;
+    found = true;
+    EXPECT_EQ(w[5], expected) << line;
+  }
+  EXPECT_TRUE(found) << r.out;
 }
 
 }  // namespace
