@@ -15,6 +15,7 @@
 #include <string>
 
 #include "dynamicrad/lut.h"
+#include "writer_support.h"
 
 namespace dynamicrad {
 namespace {
@@ -143,7 +144,7 @@ TEST_F(Cli, MaskWritesAPictureAndPrintsStatistics) {
   const std::string png = read_text(dir_ / "tiny.png");
   ASSERT_GE(png.size(), 8u);
   EXPECT_EQ(png.substr(1, 3), "PNG");
-  EXPECT_FALSE(fs::exists(dir_ / "tiny.png.tmp"));
+  EXPECT_TRUE(dr_test::temporaries(dir_).empty());
 }
 
 TEST_F(Cli, MaskWithPresetOverridesAndDynamicMode) {

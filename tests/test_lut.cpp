@@ -18,6 +18,7 @@
 #include "dynamicrad/error.h"
 #include "dynamicrad/lut.h"
 #include "fifo_support.h"
+#include "writer_support.h"
 
 namespace dynamicrad {
 namespace {
@@ -180,7 +181,7 @@ TEST(Lut, SaveAndLoadRoundTripLeavesNoTemporary) {
   expect_same(load_lut(path.string()), lut);
   save_lut(default_lut(), path.string());  // replaces an existing file
   expect_same(load_lut(path.string()), default_lut());
-  EXPECT_FALSE(fs::exists(path.string() + ".tmp"));
+  EXPECT_TRUE(dr_test::temporaries(dir).empty());
   fs::remove_all(dir);
 }
 
@@ -380,7 +381,7 @@ TEST(LutErrors, SaveIntoMissingDirectoryThrowsAndLeavesNothing) {
   } catch (const Error& e) {
     expect_mentions(e.what(), {path.string().c_str()});
     EXPECT_EQ(e.field(), path.string());  // the caller's path, never the temporary's
-    EXPECT_EQ(std::string(e.what()).find(".tmp"), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find("/.table.json"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::is_empty(dir));
   fs::remove_all(dir);

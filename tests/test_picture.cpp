@@ -16,6 +16,7 @@
 #include "dynamicrad/picture.h"
 #include "dynamicrad/prior.h"
 #include "fifo_support.h"
+#include "writer_support.h"
 
 namespace dynamicrad {
 namespace {
@@ -161,7 +162,7 @@ TEST(Picture, EveryCellHasTheColourOfItsClass) {
     }
     for (int k = 0; k < 4; ++k) EXPECT_GT(seen[k], 0) << "class " << k << " never drawn";
   }
-  EXPECT_FALSE(fs::exists(dir / "head0.png.tmp"));
+  EXPECT_TRUE(dr_test::temporaries(dir).empty());
   fs::remove_all(dir);
 }
 
@@ -228,7 +229,8 @@ void expect_error(const RadialPrior& prior, const BlockLayout& layout,
     EXPECT_NE(std::string(e.what()).find(mention), std::string::npos) << e.what();
   }
   EXPECT_FALSE(fs::exists(path));
-  EXPECT_FALSE(fs::exists(path + ".tmp"));
+  const fs::path folder = fs::path(path).parent_path();
+  if (fs::is_directory(folder)) EXPECT_TRUE(dr_test::temporaries(folder).empty());
 }
 
 TEST(PictureErrors, BadOptionsNameTheField) {
@@ -270,7 +272,7 @@ TEST(PictureErrors, UnwritablePathLeavesNoFile) {
   // A missing directory: the temporary cannot be created.
   expect_error(prior, layout, MaskPictureOptions{}, (dir / "missing" / "x.png").string(),
                "cannot open");
-  // An existing directory as the target: the PNG is written, then cannot replace the directory.
+  // An existing directory as the target: refused before anything is written.
   fs::create_directories(dir / "target.png");
   try {
     write_mask_png((dir / "target.png").string(), prior, layout, MaskPictureOptions{});
@@ -279,7 +281,7 @@ TEST(PictureErrors, UnwritablePathLeavesNoFile) {
     EXPECT_NE(std::string(e.what()).find("target.png"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(fs::is_directory(dir / "target.png"));
-  EXPECT_FALSE(fs::exists(dir / "target.png.tmp"));
+  EXPECT_TRUE(dr_test::temporaries(dir).empty());
   fs::remove_all(dir);
 }
 
