@@ -57,6 +57,21 @@ fs::path scratch_dir(const std::string& name) {
   return dir;
 }
 
+// The picture of `prior` with every candidate kept (cell_pixels 0: the automatic size), read back.
+Image draw_prior(const RadialPrior& prior, int cell_pixels, const std::string& name) {
+  const fs::path dir = scratch_dir(name);
+  MaskPictureOptions options;
+  options.cell_pixels = cell_pixels;
+  write_mask_png((dir / "picture.png").string(), prior, layout_from_prior(prior, 1, 1), options);
+  Image image = read_png(dir / "picture.png");
+  fs::remove_all(dir);
+  return image;
+}
+
+// A frame-line pixel has more red than green; no cell colour does (grey, white and dark are
+// neutral, blue has more green than red).
+bool reddish(const std::uint8_t* p) { return p[0] > p[1] + 30; }
+
 // 8 frames of 8 x 8 tokens, block 32: 16 blocks, two per frame.
 VideoGeometry small_geometry() {
   VideoGeometry g;
@@ -188,35 +203,22 @@ TEST(Picture, KeptBlocksOutsideThePriorAreSelected) {
 
 TEST(Picture, FrameGridDrawsLinesAtFrameBoundaries) {
   const RadialPrior prior = build_radial_prior(small_geometry(), RadialPriorParams{});
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("grid");
-  MaskPictureOptions options;
-  options.cell_pixels = 6;
-  write_mask_png((dir / "grid.png").string(), prior, layout, options);
-  const Image image = read_png(dir / "grid.png");
+  const Image image = draw_prior(prior, 6, "grid");
   // Two blocks per frame: frame boundaries before blocks 2, 4, ..., never before odd blocks.
-  // A line pixel has more red than green; no cell colour does (grey, white and dark are neutral,
-  // blue has more green than red).
-  auto reddish = [](const std::uint8_t* p) { return p[0] > p[1] + 30; };
   const std::int64_t y = 3 * 6 + 3;  // inside query block 3
   for (std::int64_t b = 1; b < prior.blocks; ++b) {
     EXPECT_EQ(reddish(image.at(b * 6, y)), b % 2 == 0) << "key block " << b;
     EXPECT_FALSE(reddish(image.at(b * 6 + 3, y))) << "inside key block " << b;
   }
-  fs::remove_all(dir);
 }
 
 TEST(Picture, AutomaticSizeIsNear1024Pixels) {
   const RadialPrior prior = build_radial_prior(small_geometry(), RadialPriorParams{});
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("auto");
-  write_mask_png((dir / "auto.png").string(), prior, layout, MaskPictureOptions{});
-  const Image image = read_png(dir / "auto.png");
+  const Image image = draw_prior(prior, 0, "auto");
   EXPECT_EQ(image.width, image.height);
   EXPECT_EQ(image.width % prior.blocks, 0u);
   EXPECT_GE(image.width, 768u);
   EXPECT_LE(image.width, 1280u);
-  fs::remove_all(dir);
 }
 
 void expect_error(const RadialPrior& prior, const BlockLayout& layout,
@@ -313,13 +315,9 @@ TEST(Picture, AutomaticCellSizeRoundsToTheNearestPixel) {
   g.frames = 12;
   const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
   ASSERT_EQ(prior.blocks, 24);
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("rounding");
-  write_mask_png((dir / "auto.png").string(), prior, layout, MaskPictureOptions{});
-  const Image image = read_png(dir / "auto.png");
+  const Image image = draw_prior(prior, 0, "rounding");
   EXPECT_EQ(image.width, 24u * 43u);
   EXPECT_EQ(image.height, 24u * 43u);
-  fs::remove_all(dir);
 }
 
 TEST(Picture, FrameLinesFollowTheLastFrameOfBlocksThatSpanFrames) {
@@ -328,13 +326,7 @@ TEST(Picture, FrameLinesFollowTheLastFrameOfBlocksThatSpanFrames) {
   g.frames = 6;
   g.height = 6;
   const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("spanning");
-  MaskPictureOptions options;
-  options.cell_pixels = 6;
-  write_mask_png((dir / "grid.png").string(), prior, layout, options);
-  const Image image = read_png(dir / "grid.png");
-  auto reddish = [](const std::uint8_t* p) { return p[0] > p[1] + 30; };
+  const Image image = draw_prior(prior, 6, "spanning");
   int lines = 0;
   for (std::int64_t b = 1; b < prior.blocks; ++b) {
     const bool boundary = prior.frame_hi[b] != prior.frame_hi[b - 1];
@@ -349,7 +341,6 @@ TEST(Picture, FrameLinesFollowTheLastFrameOfBlocksThatSpanFrames) {
                                 (prior.frame_hi[b] != prior.frame_hi[b - 1]));
   }
   EXPECT_TRUE(lo_differs);
-  fs::remove_all(dir);
 }
 
 TEST(Picture, FrameLinesCoveringExactlyAThirdAreStillDrawn) {
@@ -358,32 +349,18 @@ TEST(Picture, FrameLinesCoveringExactlyAThirdAreStillDrawn) {
   g.frames = 3;
   const RadialPrior prior = build_radial_prior(g, RadialPriorParams{});
   ASSERT_EQ(prior.blocks, 6);
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("third");
-  MaskPictureOptions options;
-  options.cell_pixels = 1;
-  write_mask_png((dir / "grid.png").string(), prior, layout, options);
-  const Image image = read_png(dir / "grid.png");
-  auto reddish = [](const std::uint8_t* p) { return p[0] > p[1] + 30; };
+  const Image image = draw_prior(prior, 1, "third");
   EXPECT_TRUE(reddish(image.at(2, 0)));
   EXPECT_TRUE(reddish(image.at(4, 5)));
   EXPECT_FALSE(reddish(image.at(1, 0)));
-  fs::remove_all(dir);
 }
 
 TEST(Picture, LinesCrossingAreBlendedOnce) {
-  const RadialPrior prior = build_radial_prior(small_geometry(), RadialPriorParams{});
-  const BlockLayout layout = layout_from_prior(prior, 1, 1);
-  const fs::path dir = scratch_dir("crossing");
-  MaskPictureOptions options;
-  options.cell_pixels = 6;
-  write_mask_png((dir / "grid.png").string(), prior, layout, options);
-  const Image image = read_png(dir / "grid.png");
+  const Image image = draw_prior(build_radial_prior(small_geometry(), RadialPriorParams{}), 6, "crossing");
   // (12, 12) lies on both lines before block 2; (12, 13), in the same cell, only on the vertical one.
   const std::uint8_t* crossing = image.at(12, 12);
   const std::uint8_t* vertical = image.at(12, 13);
   for (int k = 0; k < 3; ++k) EXPECT_EQ(int(crossing[k]), int(vertical[k])) << "channel " << k;
-  fs::remove_all(dir);
 }
 
 }  // namespace
