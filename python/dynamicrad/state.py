@@ -255,9 +255,7 @@ class DynamicRadState:
         records = self._records.get(layer)
         if not records:
             raise ValueError(f"layer = {layer}: it has not run sparse attention yet (dense, or not called)")
-        if isinstance(call, bool) or not isinstance(call, int):
-            raise TypeError(f"call = {call!r}: must be an integer")
-        if not 0 <= call < len(records):
+        if not 0 <= _lib.c_int(call, "call") < len(records):
             raise ValueError(f"call = {call}: layer {layer} ran {len(records)} sparse call(s) in its last step")
         engine, slot = records[call]
         try:

@@ -32,12 +32,6 @@ struct KeptLayout {
   std::int64_t cols_capacity = 0;
 };
 
-// Host pointers handed to a kernel would fault and poison the context: refuse them up front.
-// Throws Error(name, ...) unless `p` is device memory of the engine's device.
-void require_device_memory(const void* p, const char* name, int device) {
-  cuda::require_device_memory(p, name, device, "the CUDA engine");
-}
-
 // The mask builder's and pooling's grids put the batch in a grid dimension of at most 65535 blocks.
 void require_cuda_batch(std::int64_t batch, const std::string& name) {
   require(batch <= 65535, name + ".batch", std::to_string(batch) + ": the CUDA engine takes at most 65535");
@@ -71,11 +65,13 @@ class CudaEngine final : public SparseAttentionEngine::Backend {
   void select(const ConstTensor& q, const ConstTensor& k, const SelectionParams& params, int slot,
               void* stream, const PooledPrefix& pooled) override {
     require_cuda_batch(q.shape.batch, "q");
-    require_device_memory(q.data, "q", device_);
-    require_device_memory(k.data, "k", device_);
+    // Host pointers handed to a kernel would fault and poison the context: refuse them up front.
+    const char* who = "the CUDA engine";
+    cuda::require_device_memory(q.data, "q", device_, who);
+    cuda::require_device_memory(k.data, "k", device_, who);
     if (pooled.blocks > 0) {
-      require_device_memory(pooled.q, "pooled_q", device_);
-      require_device_memory(pooled.k, "pooled_k", device_);
+      cuda::require_device_memory(pooled.q, "pooled_q", device_, who);
+      cuda::require_device_memory(pooled.k, "pooled_k", device_, who);
     }
     cuda::DeviceGuard guard(device_);
     // A select() that throws leaves its slot without a layout; and without kept layouts, a build
