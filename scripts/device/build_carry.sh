@@ -9,7 +9,7 @@ cd "$(dirname "$0")/../.."
 BUILD_DIR=build-device scripts/build.sh -DDYNAMICRAD_NATIVE=OFF -DDYNAMICRAD_CUDA=ON
 programs=(
   dynamicrad libdynamicrad_c.so
-  tests/gpu/gpu_attention_test tests/gpu/gpu_engine_test tests/gpu/gpu_mask_check
+  tests/gpu/gpu_attention_test tests/gpu/gpu_engine_test tests/gpu/gpu_mask_check tests/gpu/gpu_objective_check
   bench/cpu_attention_bench bench/mask_build_bench bench/gpu/libdynamicrad_bench_capi.so
 )
 rm -rf .device-bin

@@ -10,8 +10,10 @@
 //           < 2e-2 for bf16, < 5e-3 for f16;
 //   lse:    max |lse - ref| (every value finite: selection never leaves a row empty).
 // Then the slot semantics (keep_layouts across two slots, a replaced shared slot, batch changes),
-// selection from f32 Q/K, non-finite inputs and the errors of bad options and calls (each must be a
-// dynamicrad::Error naming the field). Prints one table row per case; exits 1 when any case fails.
+// selection from f32 Q/K, non-finite inputs, the device memory counts (device_bytes) and the errors
+// of bad options and calls: pageable and pinned host memory, misaligned tensors on both kernels,
+// layouts of another geometry (each must be a dynamicrad::Error naming the field). Prints one table
+// row per case; exits 1 when any case fails.
 //
 // Usage: gpu_engine_test [--quick] [--seed N]
 //   --quick  two cases and the checks (for compute-sanitizer)
@@ -31,6 +33,7 @@
 
 #include "dynamicrad/attention.h"
 #include "dynamicrad/cuda_attention.h"
+#include "dynamicrad/cuda_mask.h"
 #include "dynamicrad/engine.h"
 #include "dynamicrad/error.h"
 #include "dynamicrad/geometry.h"
@@ -190,6 +193,12 @@ std::int64_t nonfinite_outputs(const DeviceQkv& d) {
   std::int64_t n = 0;
   for (std::int64_t i = 0; i < d.shape.elements(); ++i) n += std::isfinite(got.get(i)) ? 0 : 1;
   return n;
+}
+
+// "" when no call since the poisoning wrote to the device output, after waiting for the device.
+std::string output_untouched(const DeviceQkv& d) {
+  check(cudaDeviceSynchronize(), "sync");
+  return nonfinite_outputs(d) == d.shape.elements() ? "" : "an error call wrote to out";
 }
 
 std::string describe(const OutputCheck& c) {
@@ -612,9 +621,108 @@ std::vector<Check> build_checks(Rng& rng) {
       const std::string err = expect_error(field, [&] { dr::apply_rotary(r, dr::Device::cuda); });
       if (!err.empty()) return std::string("rotary, host ") + field + ": " + err;
     }
-    check(cudaDeviceSynchronize(), "sync");
-    return nonfinite_outputs(d) == d.shape.elements() ? "" : "an error call wrote to out";
+    return output_untouched(d);
   }});
+  // Pinned (page-locked) host memory is host memory too: refused by selection and by an attention
+  // plan, naming the tensor, like pageable memory.
+  checks.push_back({"pinned host memory", [&rng, spec, st]() -> std::string {
+    dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
+    const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
+    DeviceQkv d(x);
+    const gpu_test::PinnedBuffer pinned(bytes_of(x.q));
+    dr::ConstTensor host_q = d.tq();
+    host_q.data = pinned.ptr;
+    std::string err = expect_error("q", [&] { gpu.select(host_q, d.tk(), st, 0, nullptr); });
+    if (!err.empty()) return "select: " + err;
+    dr::CudaAttentionOptions o;
+    o.head_dim = d.shape.head_dim;
+    const std::unique_ptr<dr::CudaLayoutAttention> plan =
+        dr::plan_cuda_layout_attention(d.shape, static_cast<int>(gpu.options().geometry.block_size), o);
+    dr::AttentionArgs a = d.args(true, nullptr);
+    a.q.data = pinned.ptr;
+    err = expect_error("q", [&] { plan->run_dense(a); });
+    if (!err.empty()) return "attention plan: " + err;
+    return output_untouched(d);
+  }});
+  // A standalone layout plan refuses a device layout or a q of another geometry than its own, and
+  // holds at least its schedule (one int32 per row) on the device.
+  checks.push_back({"layout plan: geometry errors, device_bytes", [&rng, spec, st]() -> std::string {
+    dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
+    const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
+    DeviceQkv d(x);
+    const dr::VideoGeometry& g = gpu.options().geometry;
+    const dr::RadialPrior prior = dr::build_radial_prior(g, gpu.options().prior);
+    dr::CudaMaskBuilder builder(prior, 1, g.heads, g.head_dim);
+    builder.build(d.tq(), d.tk(), st, nullptr);
+    dr::CudaAttentionOptions o;
+    o.head_dim = g.head_dim;
+    const std::unique_ptr<dr::CudaLayoutAttention> plan = dr::plan_cuda_layout_attention(d.shape, g.block_size, o);
+    // more rows than the GPU has multiprocessors, so the schedule outweighs the per-CTA bounds
+    for (const int block : {64, 128}) {
+      const dr::Shape big = shape_of(2, 40 * block, 4, g.head_dim);
+      const std::int64_t rows = big.batch * big.heads * 40;
+      const std::int64_t bytes = dr::plan_cuda_layout_attention(big, block, o)->device_bytes();
+      if (bytes < rows * static_cast<std::int64_t>(sizeof(std::int32_t))) {
+        return "block " + std::to_string(block) + ": device_bytes " + std::to_string(bytes) + " < the " +
+               std::to_string(rows) + "-row schedule";
+      }
+    }
+    dr::DeviceLayoutView other_block = builder.device_layout();
+    other_block.block_size = g.block_size == 128 ? 64 : 128;
+    std::string err = expect_error("layout", [&] { plan->run(d.args(true, nullptr), other_block); });
+    if (!err.empty()) return "layout of another block size: " + err;
+    dr::AttentionArgs shorter = d.args(true, nullptr);
+    for (dr::Shape* s : {&shorter.q.shape, &shorter.k.shape, &shorter.v.shape, &shorter.out.shape}) s->tokens -= 1;
+    err = expect_error("q", [&] { plan->run(shorter, builder.device_layout()); });
+    if (!err.empty()) return "q, k, v, out one token shorter than the plan: " + err;
+    return output_untouched(d);
+  }});
+  // With keep_layouts, a slot's own copy of its layout counts in device_bytes(): one int64 row offset
+  // per row plus one, one int32 column per kept block pair.
+  checks.push_back({"device_bytes: kept layouts", [&rng, spec, dy]() -> std::string {
+    dr::SparseAttentionEngine shared(engine_options(spec, dr::Device::cuda, 2, false));
+    dr::SparseAttentionEngine keeping(engine_options(spec, dr::Device::cuda, 2, true));
+    const HostQkv x = make_qkv(rng, call_shape(shared, 2), DType::bf16);
+    DeviceQkv d(x);
+    shared.select(d.tq(), d.tk(), dy, 0, nullptr);
+    keeping.select(d.tq(), d.tk(), dy, 0, nullptr);
+    const dr::VideoGeometry& g = shared.options().geometry;
+    const std::int64_t rows = 2 * g.heads * dr::num_blocks(g);
+    const std::int64_t kept = keeping.kept(0, nullptr).kept;
+    const std::int64_t want = (rows + 1) * 8 + kept * 4;
+    const std::int64_t got = keeping.device_bytes() - shared.device_bytes();
+    if (got != want) {
+      return "the kept layout counts " + std::to_string(got) + " bytes, want " + std::to_string(want) + " (" +
+             std::to_string(rows) + " rows, " + std::to_string(kept) + " kept)";
+    }
+    return "";
+  }});
+  // A misaligned tensor is refused, naming it, on both kernels (the wgmma kernel's tensor maps would
+  // also fail on it; the mma.sync kernel would read it misaligned).
+  for (const GeometrySpec& s : {spec, spec64}) {
+    checks.push_back({"misaligned tensors, block " + std::to_string(s.block), [&rng, s, st]() -> std::string {
+      dr::SparseAttentionEngine gpu(engine_options(s, dr::Device::cuda));
+      const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
+      DeviceQkv d(x);
+      gpu.select(d.tq(), d.tk(), st, 0, nullptr);
+      // each in a buffer of its own, 16 bytes longer, so that the misaligned tensor overlaps no other
+      DeviceBuffer spare(d.out_bytes() + 16);
+      char* const misaligned = static_cast<char*>(spare.ptr) + 2;
+      for (const char* which : {"q", "k", "v", "out"}) {
+        dr::AttentionArgs a = d.args(true, nullptr);
+        const std::string w = which;
+        if (w == "q") a.q.data = misaligned;
+        if (w == "k") a.k.data = misaligned;
+        if (w == "v") a.v.data = misaligned;
+        if (w == "out") a.out.data = misaligned;
+        std::string err = expect_error(which, [&] { gpu.attend(a, 0); });
+        if (!err.empty()) return std::string("attend, misaligned ") + which + ": " + err;
+        err = expect_error(which, [&] { gpu.attend_dense(a); });
+        if (!err.empty()) return std::string("attend_dense, misaligned ") + which + ": " + err;
+      }
+      return output_untouched(d);
+    }});
+  }
   checks.push_back({"call errors", [&rng, spec, st]() -> std::string {
     dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
     const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
@@ -638,6 +746,7 @@ std::vector<Check> build_checks(Rng& rng) {
         {"k", [&] { gpu.select(q, k_f16, st, 0, stream.s); }},
         {"selection.r_near", [&] { gpu.select(q, k, bad_r, 0, stream.s); }},
         {"q", [&] { gpu.select(x.q.view(), x.k.view(), st, 0, stream.s); }},  // host memory
+        {"k", [&] { gpu.select(q, x.k.view(), st, 0, stream.s); }},           // host k only
         {"slot", [&] { gpu.select(q, k, st, 1, stream.s); }},
         {"q.batch", [&] { gpu.select(wide, wide, st, 0, stream.s); }},
     };

@@ -1,6 +1,7 @@
 // Checks the GPU mask builder against the CPU engine (pool_blocks + select_blocks): identical
 // layouts on random geometries (odd sizes, text tokens, tiled order, batch 2, several heads, every
-// block size, f32 / f16 / bf16, both modes), the NaN / Inf report, then times a full Wan2.1-14B 720p
+// block size, f32 / f16 / bf16, both modes), exact score ties, batch 2 with a pooled prefix, the NaN /
+// Inf report and a K dtype that differs from Q's, then times a full Wan2.1-14B 720p
 // layer (40 heads) and a HunyuanVideo 720p layer in both modes (skipped with --no-timing). Prints a
 // table and a closing "N passed, M failed" line; exits 1 on any mismatch.
 #include <cuda_runtime.h>
@@ -52,6 +53,16 @@ bool same_layout(const BlockLayout& a, const BlockLayout& b, std::string& why) {
     return false;
   }
   return true;
+}
+
+SelectionParams selection(SelectionMode mode, double r_near, double r_far, double tau_near, double tau_far) {
+  SelectionParams sp;
+  sp.mode = mode;
+  sp.r_near = r_near;
+  sp.r_far = r_far;
+  sp.tau_near = tau_near;
+  sp.tau_far = tau_far;
+  return sp;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -146,6 +157,100 @@ int main(int argc, char** argv) {
     if (!reported) std::printf("MISMATCH: NaN in k was not reported\n");
   }
 
+  // Exact ties: K is one vector for every token, so all candidates of a row score the same. Static-
+  // ratio keeps the lowest columns of a tie; with full blocks, dynamic-threshold gives every
+  // candidate the mass 1 / n of its row, so a tau of 1 / n (exact for n a power of two) keeps it.
+  {
+    VideoGeometry g;
+    g.batch = 2;
+    g.heads = 2;
+    g.frames = 8;
+    g.height = 8;
+    g.width = 16;
+    g.block_size = 64;
+    SyntheticOptions so;
+    so.dtype = DType::bf16;
+    SyntheticQkv qkv = make_synthetic_qkv(g, so);
+    for (std::int64_t i = 0; i < qkv.k.shape().elements(); ++i) qkv.k.set(i, qkv.k.get(i % g.head_dim));
+    DeviceTensor q(qkv.q), k(qkv.k);
+    const PooledBlocks pooled = pool_blocks(qkv.q.view(), qkv.k.view(), g);
+    for (const bool sink : {false, true}) {
+      RadialPriorParams pp;
+      pp.first_frame_sink = sink;
+      const RadialPrior prior = build_radial_prior(g, pp);
+      CudaMaskBuilder builder(prior, g.batch, g.heads, g.head_dim);
+      std::vector<SelectionParams> params;
+      for (const double r : {0.25, 0.5, 0.75}) params.push_back(selection(SelectionMode::static_ratio, r, r / 2, 0, 0));
+      for (const double tau : {1.0 / 4, 1.0 / 8, 1.0 / 16, 1.0 / 32}) {
+        params.push_back(selection(SelectionMode::dynamic_threshold, 0, 0, tau, tau));
+      }
+      for (const SelectionParams& sp : params) {
+        builder.build(q.view, k.view, sp, nullptr);
+        std::string why;
+        const bool ok = same_layout(builder.download(nullptr), select_blocks(prior, pooled, sp), why);
+        ++cases;
+        failures += ok ? 0 : 1;
+        std::printf("ties, sink %d, %s r %.3f/%.3f tau %.4f: %s\n", sink ? 1 : 0, to_string(sp.mode).c_str(),
+                    sp.r_near, sp.r_far, sp.tau_near, ok ? "identical" : ("MISMATCH: " + why).c_str());
+      }
+    }
+  }
+
+  // Batch 2 with the first blocks' means adopted from a pooled prefix (as the rotary kernel's pooled
+  // output hands them over): the layout of pooling everything. The builder first runs on other
+  // inputs, so a prefix mean left unadopted shows.
+  {
+    VideoGeometry g;
+    g.batch = 2;
+    g.heads = 3;
+    g.frames = 5;
+    g.height = 8;
+    g.width = 10;
+    g.block_size = 64;
+    const RadialPrior prior = build_radial_prior(g, {});
+    SyntheticOptions so;
+    so.dtype = DType::bf16;
+    so.drift = 0.3;
+    const SyntheticQkv qkv = make_synthetic_qkv(g, so);
+    so.seed = 99;
+    const SyntheticQkv other = make_synthetic_qkv(g, so);
+    DeviceTensor q(qkv.q), k(qkv.k), q_other(other.q), k_other(other.k);
+    const PooledBlocks pooled = pool_blocks(qkv.q.view(), qkv.k.view(), g);
+    constexpr std::int64_t kPrefix = 3;  // video blocks: their scores decide (text blocks are forced)
+    std::vector<float> prefix_q, prefix_k;
+    for (std::int64_t bh = 0; bh < g.batch * g.heads; ++bh) {
+      const auto first = static_cast<std::ptrdiff_t>(bh * pooled.blocks * g.head_dim);
+      const auto last = first + static_cast<std::ptrdiff_t>(kPrefix * g.head_dim);
+      prefix_q.insert(prefix_q.end(), pooled.q.begin() + first, pooled.q.begin() + last);
+      prefix_k.insert(prefix_k.end(), pooled.k.begin() + first, pooled.k.begin() + last);
+    }
+    gpu_test::DeviceBuffer dq(prefix_q.size() * sizeof(float)), dk(prefix_k.size() * sizeof(float));
+    check(cudaMemcpy(dq.ptr, prefix_q.data(), prefix_q.size() * sizeof(float), cudaMemcpyHostToDevice), "copy");
+    check(cudaMemcpy(dk.ptr, prefix_k.data(), prefix_k.size() * sizeof(float), cudaMemcpyHostToDevice), "copy");
+    const PooledPrefix prefix{static_cast<const float*>(dq.ptr), static_cast<const float*>(dk.ptr), kPrefix,
+                              g.block_size};
+    CudaMaskBuilder builder(prior, g.batch, g.heads, g.head_dim);
+    for (SelectionMode mode : {SelectionMode::static_ratio, SelectionMode::dynamic_threshold}) {
+      const SelectionParams sp = selection(mode, 0.4, 0.2, 0.02, 0.03);
+      builder.build(q_other.view, k_other.view, sp, nullptr);
+      builder.build(q.view, k.view, sp, nullptr, prefix);
+      std::string why;
+      const bool ok = same_layout(builder.download(nullptr), select_blocks(prior, pooled, sp), why);
+      ++cases;
+      failures += ok ? 0 : 1;
+      std::printf("batch 2, pooled prefix of %lld blocks, %s: %s\n", static_cast<long long>(kPrefix),
+                  to_string(mode).c_str(), ok ? "identical" : ("MISMATCH: " + why).c_str());
+    }
+    // K in another dtype than Q is refused, naming k.
+    const HostTensor k16 = gpu_test::converted(qkv.k, DType::f16);
+    DeviceTensor k_f16(k16);
+    const std::string err =
+        gpu_test::expect_error("k", [&] { builder.build(q.view, k_f16.view, SelectionParams{}, nullptr); });
+    ++cases;
+    failures += err.empty() ? 0 : 1;
+    std::printf("k in f16 with q in bf16: %s\n", err.empty() ? "refused, naming k" : ("MISMATCH: " + err).c_str());
+  }
+
   // Time per layer at full scale.
   for (const char* preset : {"wan2.1-14b-720p", "hunyuan-720p"}) {
     if (!timing) break;
@@ -163,12 +268,7 @@ int main(int argc, char** argv) {
     check(cudaEventCreate(&start), "event");
     check(cudaEventCreate(&stop), "event");
     for (SelectionMode mode : {SelectionMode::static_ratio, SelectionMode::dynamic_threshold}) {
-      SelectionParams sp;
-      sp.mode = mode;
-      sp.r_near = 0.3;
-      sp.r_far = 0.15;
-      sp.tau_near = 0.005;
-      sp.tau_far = 0.0075;
+      const SelectionParams sp = selection(mode, 0.3, 0.15, 0.005, 0.0075);
       for (int i = 0; i < 3; ++i) builder.build(q.view, k.view, sp, nullptr);
       std::vector<float> times;
       for (int i = 0; i < 20; ++i) {

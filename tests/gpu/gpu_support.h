@@ -1,10 +1,10 @@
 // Shared helpers of the standalone GPU test programs (gpu_attention_test, gpu_engine_test,
-// gpu_mask_check): a portable deterministic RNG (SplitMix64 with Box-Muller normals), the command
-// line (--quick, --seed, --kernel), the device banner and the case-table loop, CUDA status checks,
-// device buffers and streams freed on scope exit, host <-> device tensor copies, random tensors and
-// dtype conversion, the CPU attention oracle with the relative L2 comparison, and a matcher for the
-// field of a dynamicrad::Error. Header-only and free of gtest: these programs print their own tables
-// and exit codes.
+// gpu_mask_check, gpu_objective_check): a portable deterministic RNG (SplitMix64 with Box-Muller
+// normals), the command line (--quick, --seed, --kernel), the device banner and the case-table loop,
+// CUDA status checks, device buffers, pinned host buffers and streams freed on scope exit, host <->
+// device tensor copies, random tensors and dtype conversion, the CPU attention oracle with the
+// relative L2 comparison, and a matcher for the field of a dynamicrad::Error. Header-only and free of
+// gtest: these programs print their own tables and exit codes.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -129,6 +129,17 @@ struct DeviceBuffer {
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+};
+
+// Pinned (page-locked) host memory, freed on scope exit.
+struct PinnedBuffer {
+  void* ptr = nullptr;
+  explicit PinnedBuffer(std::size_t bytes) {
+    check(cudaMallocHost(&ptr, std::max<std::size_t>(bytes, 16)), "cudaMallocHost");
+  }
+  ~PinnedBuffer() { cudaFreeHost(ptr); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
 };
 
 // A stream of the current device, destroyed on scope exit.
