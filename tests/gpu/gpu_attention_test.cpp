@@ -79,13 +79,29 @@ dr::BlockLayout random_layout(Rng& rng, std::int64_t batch, std::int64_t heads, 
   return l;
 }
 
+// Head 0 keeps nothing, every other head every block. With the head-major schedule (most work
+// first) and more full rows than CTAs (2 x 3 heads x 36 blocks: 144 full rows), every CTA's list
+// ends with empty rows, so they are written after their neighbours' outputs.
+dr::BlockLayout first_head_empty_layout(std::int64_t batch, std::int64_t heads, std::int64_t tokens, int block) {
+  dr::BlockLayout l = empty_layout(batch, heads, tokens, block);
+  l.row_offsets.clear();
+  l.row_offsets.push_back(0);
+  for (std::int64_t r = 0; r < l.rows(); ++r) {
+    if ((r / l.blocks) % heads != 0) {
+      for (std::int64_t c = 0; c < l.blocks; ++c) l.col_indices.push_back(static_cast<std::int32_t>(c));
+    }
+    l.row_offsets.push_back(static_cast<std::int64_t>(l.col_indices.size()));
+  }
+  return l;
+}
+
 double density(const dr::BlockLayout& l) {
   return static_cast<double>(l.kept()) / static_cast<double>(l.rows() * l.blocks);
 }
 
 // ---- cases --------------------------------------------------------------------------------------
 
-enum class LayoutKind { full, random, radial, empty };
+enum class LayoutKind { full, random, radial, empty, first_head_empty };
 
 const char* to_cstr(LayoutKind k) {
   switch (k) {
@@ -93,6 +109,7 @@ const char* to_cstr(LayoutKind k) {
     case LayoutKind::random: return "random";
     case LayoutKind::radial: return "radial";
     case LayoutKind::empty: return "empty";
+    case LayoutKind::first_head_empty: return "head0-empty";
   }
   return "?";
 }
@@ -168,6 +185,9 @@ Result run_case(const Case& c, Rng& rng) {
     if (c.layout == LayoutKind::full) layout = dr::full_layout(c.batch, c.heads, c.tokens, c.block);
     if (c.layout == LayoutKind::random) layout = random_layout(rng, c.batch, c.heads, c.tokens, c.block, c.density);
     if (c.layout == LayoutKind::empty) layout = empty_layout(c.batch, c.heads, c.tokens, c.block);
+    if (c.layout == LayoutKind::first_head_empty) {
+      layout = first_head_empty_layout(c.batch, c.heads, c.tokens, c.block);
+    }
   }
   const dr::Shape shape = q.shape();
   res.tokens = shape.tokens;
@@ -377,12 +397,17 @@ std::vector<Case> build_cases(bool quick, const std::string& which) {
         }
       }
     }
-    // Edge cases: one token, a single partial block, all rows empty, peaked softmax, many rows (the
-    // persistent grid wraps and the pipeline phases flip many times), graph capture.
+    // Edge cases: one token, a single partial block, all rows empty, one head's rows empty next to
+    // full ones, peaked softmax, many rows (the persistent grid wraps and the pipeline phases flip
+    // many times), graph capture.
     const int block = 128;
     cases.push_back({kernel, DType::bf16, 128, block, 1, 1, 1, LayoutKind::full, 1.0, 1.0, true, false});
     cases.push_back({kernel, DType::bf16, 128, block, 2, 1, 77, LayoutKind::full, 1.0, 1.0, true, false});
     cases.push_back({kernel, DType::bf16, 64, block, 2, 2, 500, LayoutKind::empty, 0.0, 1.0, true, false});
+    for (int dim : {64, 128}) {
+      cases.push_back(
+          {kernel, DType::bf16, dim, block, 2, 3, 4500, LayoutKind::first_head_empty, 0.0, 1.0, true, false});
+    }
     cases.push_back({kernel, DType::f16, 128, block, 1, 2, 640, LayoutKind::full, 1.0, 4.0, true, false});
     cases.push_back({kernel, DType::bf16, 128, block, 2, 4, 4133, LayoutKind::random, 0.12, 1.0, true, false});
     cases.push_back({kernel, DType::bf16, 128, block, 2, 2, 1001, LayoutKind::random, 0.3, 1.0, true, true});

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -376,11 +377,12 @@ std::vector<Check> build_checks(Rng& rng) {
   const dr::SelectionParams dy = selection(dr::SelectionMode::dynamic_threshold);
   std::vector<Check> checks;
 
-  // keep_layouts: two slots (different inputs, batches and modes) stay usable, in either order.
+  // keep_layouts: two slots (different inputs, batches and modes) stay usable, in either order; a
+  // third slot of slot 0's batch rebuilds that batch's shared buffers, which slot 0 no longer reads.
   for (const GeometrySpec& s : {spec, spec64}) {
     checks.push_back({"keep_layouts: two slots, block " + std::to_string(s.block), [&rng, s, st, dy]() -> std::string {
-      dr::SparseAttentionEngine cpu(engine_options(s, dr::Device::cpu, 2, true));
-      dr::SparseAttentionEngine gpu(engine_options(s, dr::Device::cuda, 2, true));
+      dr::SparseAttentionEngine cpu(engine_options(s, dr::Device::cpu, 3, true));
+      dr::SparseAttentionEngine gpu(engine_options(s, dr::Device::cuda, 3, true));
       const HostQkv xa = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
       const HostQkv xb = make_qkv(rng, call_shape(gpu, 2), DType::bf16);
       const HostQkv xc = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
@@ -391,6 +393,7 @@ std::vector<Check> build_checks(Rng& rng) {
       Stream stream;
       gpu.select(da.tq(), da.tk(), st, 0, stream.s);
       gpu.select(db.tq(), db.tk(), dy, 1, stream.s);
+      gpu.select(dc.tq(), dc.tk(), dy, 2, stream.s);
       std::string diff = layout_difference(gpu.layout(0, stream.s), want_a);
       if (!diff.empty()) return "slot 0: " + diff;
       diff = layout_difference(gpu.layout(1, stream.s), want_b);
@@ -424,6 +427,100 @@ std::vector<Check> build_checks(Rng& rng) {
       return o.ok ? "" : "slot 1 again: " + describe(o);
     }});
   }
+
+  // One engine, one batch, both 16-bit types: each attend() runs on a plan of its own dtype, with the
+  // slot's layout.
+  checks.push_back({"bf16 then f16 on one engine", [&rng, spec, dy]() -> std::string {
+    dr::SparseAttentionEngine cpu(engine_options(spec, dr::Device::cpu));
+    dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
+    const HostQkv xb = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
+    const HostQkv xh{converted(xb.q, DType::f16), converted(xb.k, DType::f16), converted(xb.v, DType::f16)};
+    DeviceQkv db(xb), dh(xh);
+    cpu.select(xb.q.view(), xb.k.view(), dy, 0);
+    const dr::BlockLayout want = cpu.layout(0);
+    gpu.select(db.tq(), db.tk(), dy, 0, nullptr);
+    gpu.attend(db.args(true, nullptr), 0);
+    gpu.attend(dh.args(true, nullptr), 0);
+    check(cudaDeviceSynchronize(), "attend");
+    OutputCheck o = check_output(xb, db, want, true);
+    if (!o.ok) return "bf16: " + describe(o);
+    o = check_output(xh, dh, want, true);
+    return o.ok ? "" : "f16 after bf16: " + describe(o);
+  }});
+
+  // The rotary kernel against the CPU's bits where the kernel choice depends on the arguments: an out
+  // aligned only to a pair of elements while x is 16-byte aligned (no vector stores into it), and
+  // HunyuanVideo's per-head norm with pooled block means at head_dim 256 (past the one-vector-a-lane
+  // kernel's 128) and 64.
+  checks.push_back({"rotary: unaligned out, pooled head_dim 256 / 64", [&rng]() -> std::string {
+    struct RotaryCase {
+      const char* name;
+      dr::Shape shape;
+      bool hunyuan;       // per-element pairs, per-head norm, pooled means, text after the video
+      std::size_t shift;  // bytes between out's buffer and out
+    };
+    const std::vector<RotaryCase> cases = {{"wan, out 4 bytes off", shape_of(1, 300, 2, 128), false, 4},
+                                           {"hunyuan, head_dim 256", shape_of(2, 300, 2, 256), true, 0},
+                                           {"hunyuan, head_dim 64", shape_of(2, 300, 3, 64), true, 0}};
+    for (const RotaryCase& c : cases) {
+      const dr::Shape& s = c.shape;
+      const dr::HostTensor x = gpu_test::random_tensor(rng, DType::bf16, s, 1.0);
+      const std::int64_t rotated = c.hunyuan ? 256 : s.tokens;
+      std::vector<float> cos(static_cast<std::size_t>(rotated * s.head_dim)), sin(cos.size());
+      for (std::size_t i = 0; i < cos.size(); ++i) {
+        cos[i] = static_cast<float>(std::cos(0.01 * static_cast<double>(i)));
+        sin[i] = static_cast<float>(std::sin(0.01 * static_cast<double>(i)));
+      }
+      std::vector<float> weight(static_cast<std::size_t>(s.head_dim));
+      for (float& w : weight) w = static_cast<float>(1.0 + 0.1 * rng.normal());
+      constexpr int kPoolBlock = 64;
+      constexpr std::int64_t kPooledBlocks = 4;
+      const std::size_t pooled_count = static_cast<std::size_t>(s.batch * s.heads * kPooledBlocks * s.head_dim);
+      auto args_for = [&](const void* xp, void* outp, const float* c0, const float* s0, const float* w, float* pooled) {
+        dr::RotaryArgs r;
+        r.x = dr::ConstTensor{xp, DType::bf16, s};
+        r.out = dr::MutableTensor{outp, DType::bf16, s};
+        r.cos = c0;
+        r.sin = s0;
+        if (c.hunyuan) {
+          r.pairs = dr::RotaryPairs::per_element;
+          r.rotated_tokens = rotated;
+          r.norm_weight = w;
+          r.norm_scope = dr::NormScope::head;
+          r.norm_weighting = dr::NormWeighting::after_rounding;
+          r.norm_eps = 1e-6;
+          r.pooled = pooled;
+          r.pool_block = kPoolBlock;
+          r.pooled_blocks = kPooledBlocks;
+        }
+        return r;
+      };
+      dr::HostTensor want(DType::bf16, s);
+      std::vector<float> want_pooled(pooled_count);
+      dr::apply_rotary(args_for(x.view().data, want.mutable_view().data, cos.data(), sin.data(), weight.data(),
+                                want_pooled.data()),
+                       dr::Device::cpu);
+      DeviceBuffer dx(bytes_of(x)), dout(bytes_of(x) + 16), dcos(cos.size() * 4), dsin(sin.size() * 4),
+          dw(weight.size() * 4), dpooled(pooled_count * 4);
+      gpu_test::upload(dx.ptr, x, "copy x");
+      check(cudaMemcpy(dcos.ptr, cos.data(), cos.size() * 4, cudaMemcpyHostToDevice), "copy cos");
+      check(cudaMemcpy(dsin.ptr, sin.data(), sin.size() * 4, cudaMemcpyHostToDevice), "copy sin");
+      check(cudaMemcpy(dw.ptr, weight.data(), weight.size() * 4, cudaMemcpyHostToDevice), "copy weight");
+      void* const out = static_cast<char*>(dout.ptr) + c.shift;
+      dr::apply_rotary(args_for(dx.ptr, out, static_cast<const float*>(dcos.ptr), static_cast<const float*>(dsin.ptr),
+                                static_cast<const float*>(dw.ptr), static_cast<float*>(dpooled.ptr)),
+                       dr::Device::cuda);
+      check(cudaDeviceSynchronize(), std::string("rotary ").append(c.name).c_str());
+      const dr::HostTensor got = gpu_test::download(out, DType::bf16, s, "copy out");
+      if (std::memcmp(got.view().data, want.view().data, bytes_of(want)) != 0) {
+        return std::string(c.name) + ": out differs from the CPU's bits";
+      }
+      if (c.hunyuan && gpu_test::download_floats(dpooled.ptr, pooled_count, "copy pooled") != want_pooled) {
+        return std::string(c.name) + ": pooled means differ from the CPU's bits";
+      }
+    }
+    return "";
+  }});
 
   // Shared layout buffer: a replaced slot throws "slot" from attend() and layout(); kept() still works.
   checks.push_back({"shared buffer: replaced slot", [&rng, spec, st, dy]() -> std::string {

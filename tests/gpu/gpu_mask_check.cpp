@@ -1,9 +1,9 @@
 // Checks the GPU mask builder against the CPU engine (pool_blocks + select_blocks): identical
 // layouts on random geometries (odd sizes, text tokens, tiled order, batch 2, several heads, every
-// block size, f32 / f16 / bf16, both modes), exact score ties, batch 2 with a pooled prefix, the NaN /
-// Inf report and a K dtype that differs from Q's, then times a full Wan2.1-14B 720p
-// layer (40 heads) and a HunyuanVideo 720p layer in both modes (skipped with --no-timing). Prints a
-// table and a closing "N passed, M failed" line; exits 1 on any mismatch.
+// block size, f32 / f16 / bf16, both modes), exact score ties, batch 2 with a pooled prefix (and a
+// NaN in it), the NaN / Inf report and a K dtype that differs from Q's, then times a full
+// Wan2.1-14B 720p layer (40 heads) and a HunyuanVideo 720p layer in both modes (skipped with
+// --no-timing). Prints a table and a closing "N passed, M failed" line; exits 1 on any mismatch.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -241,6 +241,15 @@ int main(int argc, char** argv) {
       std::printf("batch 2, pooled prefix of %lld blocks, %s: %s\n", static_cast<long long>(kPrefix),
                   to_string(mode).c_str(), ok ? "identical" : ("MISMATCH: " + why).c_str());
     }
+    // A NaN among the adopted means is reported like one in Q.
+    prefix_q[5] = std::numeric_limits<float>::quiet_NaN();
+    check(cudaMemcpy(dq.ptr, prefix_q.data(), prefix_q.size() * sizeof(float), cudaMemcpyHostToDevice), "copy");
+    builder.build(q.view, k.view, SelectionParams{}, nullptr, prefix);
+    const std::string nan_err = gpu_test::expect_error("q", [&] { builder.download(nullptr); });
+    ++cases;
+    failures += nan_err.empty() ? 0 : 1;
+    std::printf("NaN in the pooled prefix: %s\n",
+                nan_err.empty() ? "reported, naming q" : ("MISMATCH: " + nan_err).c_str());
     // K in another dtype than Q is refused, naming k.
     const HostTensor k16 = gpu_test::converted(qkv.k, DType::f16);
     DeviceTensor k_f16(k16);
