@@ -500,12 +500,13 @@ std::vector<Check> build_checks(Rng& rng) {
       dr::apply_rotary(args_for(x.view().data, want.mutable_view().data, cos.data(), sin.data(), weight.data(),
                                 want_pooled.data()),
                        dr::Device::cpu);
-      DeviceBuffer dx(bytes_of(x)), dout(bytes_of(x) + 16), dcos(cos.size() * 4), dsin(sin.size() * 4),
-          dw(weight.size() * 4), dpooled(pooled_count * 4);
+      constexpr std::size_t kFloat = sizeof(float);
+      DeviceBuffer dx(bytes_of(x)), dout(bytes_of(x) + 16), dcos(cos.size() * kFloat), dsin(sin.size() * kFloat),
+          dw(weight.size() * kFloat), dpooled(pooled_count * kFloat);
       gpu_test::upload(dx.ptr, x, "copy x");
-      check(cudaMemcpy(dcos.ptr, cos.data(), cos.size() * 4, cudaMemcpyHostToDevice), "copy cos");
-      check(cudaMemcpy(dsin.ptr, sin.data(), sin.size() * 4, cudaMemcpyHostToDevice), "copy sin");
-      check(cudaMemcpy(dw.ptr, weight.data(), weight.size() * 4, cudaMemcpyHostToDevice), "copy weight");
+      check(cudaMemcpy(dcos.ptr, cos.data(), cos.size() * kFloat, cudaMemcpyHostToDevice), "copy cos");
+      check(cudaMemcpy(dsin.ptr, sin.data(), sin.size() * kFloat, cudaMemcpyHostToDevice), "copy sin");
+      check(cudaMemcpy(dw.ptr, weight.data(), weight.size() * kFloat, cudaMemcpyHostToDevice), "copy weight");
       void* const out = static_cast<char*>(dout.ptr) + c.shift;
       dr::apply_rotary(args_for(dx.ptr, out, static_cast<const float*>(dcos.ptr), static_cast<const float*>(dsin.ptr),
                                 static_cast<const float*>(dw.ptr), static_cast<float*>(dpooled.ptr)),
@@ -744,11 +745,11 @@ std::vector<Check> build_checks(Rng& rng) {
   // A standalone layout plan refuses a device layout or a q of another geometry than its own, and
   // holds at least its schedule (one int32 per row) on the device.
   checks.push_back({"layout plan: geometry errors, device_bytes", [&rng, spec, st]() -> std::string {
-    dr::SparseAttentionEngine gpu(engine_options(spec, dr::Device::cuda));
-    const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
+    const dr::EngineOptions options = engine_options(spec, dr::Device::cuda);
+    const dr::VideoGeometry& g = options.geometry;
+    const HostQkv x = make_qkv(rng, shape_of(1, dr::total_tokens(g), g.heads, g.head_dim), DType::bf16);
     DeviceQkv d(x);
-    const dr::VideoGeometry& g = gpu.options().geometry;
-    const dr::RadialPrior prior = dr::build_radial_prior(g, gpu.options().prior);
+    const dr::RadialPrior prior = dr::build_radial_prior(g, options.prior);
     dr::CudaMaskBuilder builder(prior, 1, g.heads, g.head_dim);
     builder.build(d.tq(), d.tk(), st, nullptr);
     dr::CudaAttentionOptions o;
@@ -802,16 +803,19 @@ std::vector<Check> build_checks(Rng& rng) {
       const HostQkv x = make_qkv(rng, call_shape(gpu, 1), DType::bf16);
       DeviceQkv d(x);
       gpu.select(d.tq(), d.tk(), st, 0, nullptr);
-      // each in a buffer of its own, 16 bytes longer, so that the misaligned tensor overlaps no other
+      // One tensor at a time moves 2 bytes into a spare buffer, 16 bytes longer than a tensor so that
+      // it overlaps no other.
       DeviceBuffer spare(d.out_bytes() + 16);
       char* const misaligned = static_cast<char*>(spare.ptr) + 2;
-      for (const char* which : {"q", "k", "v", "out"}) {
+      const std::vector<std::pair<const char*, std::function<void(dr::AttentionArgs&)>>> spoils = {
+          {"q", [&](dr::AttentionArgs& a) { a.q.data = misaligned; }},
+          {"k", [&](dr::AttentionArgs& a) { a.k.data = misaligned; }},
+          {"v", [&](dr::AttentionArgs& a) { a.v.data = misaligned; }},
+          {"out", [&](dr::AttentionArgs& a) { a.out.data = misaligned; }},
+      };
+      for (const auto& [which, spoil] : spoils) {
         dr::AttentionArgs a = d.args(true, nullptr);
-        const std::string w = which;
-        if (w == "q") a.q.data = misaligned;
-        if (w == "k") a.k.data = misaligned;
-        if (w == "v") a.v.data = misaligned;
-        if (w == "out") a.out.data = misaligned;
+        spoil(a);
         std::string err = expect_error(which, [&] { gpu.attend(a, 0); });
         if (!err.empty()) return std::string("attend, misaligned ") + which + ": " + err;
         err = expect_error(which, [&] { gpu.attend_dense(a); });
