@@ -55,6 +55,30 @@ run("installed dynamicrad --version" ${prefix}/${BINDIR}/dynamicrad --version)
 run("installed dynamicrad lut" ${prefix}/${BINDIR}/dynamicrad lut
     --lut ${prefix}/${DATADIR}/dynamicrad/lut/default.json)
 
+# Every line of the README's C++ example must be the consumer's, so the example stays compiled and
+# checked. Semicolons are swapped out first: CMake lists are split on them.
+file(READ ${SOURCE_DIR}/README.md readme)
+if(NOT readme MATCHES "```cpp\n([^`]*)```")
+  message(FATAL_ERROR "README.md has no ```cpp example")
+endif()
+string(REGEX REPLACE "[ ]*//[^\n]*" "" example "${CMAKE_MATCH_1}")
+string(REPLACE ";" "<semicolon>" example "${example}")
+string(REPLACE "\n" ";" example_lines "${example}")
+file(READ ${consumer_dir}/consumer.cpp consumer)
+string(REPLACE ";" "<semicolon>" consumer "${consumer}")
+foreach(line IN LISTS example_lines)
+  string(STRIP "${line}" line)
+  if(line STREQUAL "")
+    continue()
+  endif()
+  string(FIND "${consumer}" "${line}" at)
+  if(at EQUAL -1)
+    string(REPLACE "<semicolon>" ";" line "${line}")
+    message(FATAL_ERROR "README.md's C++ example has a line that consumer.cpp lacks: ${line}")
+  endif()
+endforeach()
+message(STATUS "README.md's C++ example is in consumer.cpp: ok")
+
 set(configure ${CMAKE_COMMAND} -S ${consumer_dir} -B ${WORK_DIR}/consumer -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix}
     -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=Release)
 if(CUDA_ROOT)

@@ -1,6 +1,7 @@
 // The README's "Using the library" example, as a user's program built against the installed
-// package. It checks what it computes: the block-sparse output must match the double-precision
-// reference restricted to the same layout.
+// package (check_install.cmake checks that every line of the README's example is here). It checks
+// what it computes: the block-sparse output must match the double-precision reference restricted
+// to the same layout.
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -39,13 +40,14 @@ int run() {
   RadialPrior prior = build_radial_prior(g, row.prior);
   PooledBlocks pooled = pool_blocks(q, k, g);
   BlockLayout layout = select_blocks(prior, pooled, row.selection);
-  HostTensor out(DType::f32, q.shape);
+  HostTensor out_buffer(DType::f32, q.shape);
+  const MutableTensor out = out_buffer.mutable_view();
   auto attention = plan_cpu_attention(layout, AttentionOptions{});
-  attention->run(AttentionArgs{q, k, v, out.mutable_view()});
+  attention->run(AttentionArgs{q, k, v, out});
 
   HostTensor reference(DType::f32, q.shape);
   attention_reference(AttentionArgs{q, k, v, reference.mutable_view()}, AttentionOptions{}, &layout);
-  const double error = relative_l2_error(out.view(), reference.view());
+  const double error = relative_l2_error(out, reference.view());
   const double sparsity = layout_stats(layout, &prior).sparsity;
   std::printf("consumer_cpp: sparsity %.4f, relative L2 error against the reference %.3g\n", sparsity, error);
   if (!(error < 1e-5) || !(sparsity > 0.0)) {
