@@ -53,11 +53,10 @@ int main(void) {
   const dr_tensor td = {dense, DR_DTYPE_F32, kBatch, kTokens, kHeads, kHeadDim};
   const dr_selection selection = {DR_MODE_STATIC_RATIO, 0.5, 0.5, 0.0, 0.0};
   int64_t kept = 0, total = 0;
-  int status = DR_OK;
-  if ((status = dr_engine_select(engine, &tq, &tk, &selection, 0, NULL, error, sizeof error)) != DR_OK ||
-      (status = dr_engine_attend(engine, &tq, &tk, &tv, &ts, NULL, 0, NULL, error, sizeof error)) != DR_OK ||
-      (status = dr_engine_attend_dense(engine, &tq, &tk, &tv, &td, NULL, NULL, error, sizeof error)) != DR_OK ||
-      (status = dr_engine_kept(engine, 0, &kept, &total, error, sizeof error)) != DR_OK) {
+  if (dr_engine_select(engine, &tq, &tk, &selection, 0, NULL, error, sizeof error) != DR_OK ||
+      dr_engine_attend(engine, &tq, &tk, &tv, &ts, NULL, 0, NULL, error, sizeof error) != DR_OK ||
+      dr_engine_attend_dense(engine, &tq, &tk, &tv, &td, NULL, NULL, error, sizeof error) != DR_OK ||
+      dr_engine_kept(engine, 0, &kept, &total, error, sizeof error) != DR_OK) {
     dr_engine_destroy(engine);
     return fail("engine call", error);
   }
